@@ -1,0 +1,60 @@
+/*
+ * A batch: the records that one worker writes in one transaction, and what
+ * became of each.
+ *
+ * The loop thread fills a batch with parsed records and submits it to the
+ * pool; the worker that takes it detects, writes and fills in the outcome;
+ * the loop thread reads the outcome back and destroys the batch.  Only one
+ * thread owns a batch at a time.
+ */
+#ifndef PD_BATCH_H
+#define PD_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pd/error.h"
+#include "pd/pool.h"
+#include "pd/record.h"
+
+typedef enum pd_outcome {
+    PD_OUTCOME_PENDING = 0,
+    PD_OUTCOME_PROCESSED, /* committed now: its occurrences count */
+    PD_OUTCOME_DUPLICATE, /* its (tenant_id, workflow_id) was already recorded */
+    PD_OUTCOME_ERROR      /* could not be committed (database unreachable, ...) */
+} pd_outcome_t;
+
+typedef struct pd_batch {
+    pd_job_t job;  /* the pool's link; first so a pd_job_t * converts back */
+    int64_t token; /* random; tells this batch's committed rows from others' */
+    pd_record_t *records;
+    pd_outcome_t *outcomes; /* one per record */
+    size_t count;
+    size_t capacity;
+
+    /* Filled by the worker. */
+    long total_patterns; /* signatures detected in the processed records */
+    long new_patterns;   /* pattern rows this batch created */
+    int attempts;        /* transactions tried */
+    double commit_ms;    /* time of the successful COMMIT round trip */
+    int rc;              /* 0, or why the batch failed */
+    pd_error_t err;
+
+    void *owner; /* the submitter's (an input file, an HTTP request) */
+} pd_batch_t;
+
+/* A new empty batch for up to capacity records; release with pd_batch_destroy(). */
+int pd_batch_create(size_t capacity, pd_batch_t **out);
+
+/* Moves rec into the batch (rec is left empty).  The batch must not be full. */
+void pd_batch_add(pd_batch_t *batch, pd_record_t *rec);
+
+/* Releases the batch and every record in it; NULL is fine. */
+void pd_batch_destroy(pd_batch_t *batch);
+
+static inline pd_batch_t *pd_batch_of(pd_job_t *job)
+{
+    return (pd_batch_t *)job;
+}
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * Pattern detection (SPEC §2): signatures and characteristics of one record.
+ *
+ * Pure: no I/O, no globals, nothing shared, so any thread may call it with
+ * its own pd_detection_t.  A detection is reused from record to record; its
+ * buffers grow to the largest record seen and are released by
+ * pd_detection_close().
+ */
+#ifndef PD_DETECT_H
+#define PD_DETECT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pd/record.h"
+
+#define PD_MAX_PATTERNS 8
+#define PD_SIGNATURE_MAX 32
+
+/*
+ * The keywords of SPEC §2.5, in their output order; bit i of
+ * pd_detection_t.keywords is pd_detect_keywords[i].  (The SPEC lists 19.)
+ */
+#define PD_KEYWORD_COUNT 19
+extern const char *const pd_detect_keywords[PD_KEYWORD_COUNT];
+
+typedef enum pd_duration_range {
+    PD_DURATION_SHORT,
+    PD_DURATION_MEDIUM,
+    PD_DURATION_LONG
+} pd_duration_range_t;
+
+typedef enum pd_complexity {
+    PD_COMPLEXITY_SIMPLE,
+    PD_COMPLEXITY_MEDIUM,
+    PD_COMPLEXITY_COMPLEX
+} pd_complexity_t;
+
+/*
+ * Private to detect.c: the needles whose first three bytes hash to one
+ * bucket of the needle index, and those three bytes.
+ */
+#define PD_NEEDLE_BUCKETS 256
+typedef struct pd_needle_bucket {
+    uint32_t key;     /* the bytes, or UINT32_MAX when needles of several share it */
+    uint64_t needles; /* a bit per needle */
+} pd_needle_bucket_t;
+
+/* A file mention: a byte range of the record's original nl_input. */
+typedef struct pd_span {
+    size_t off;
+    size_t len;
+} pd_span_t;
+
+typedef struct pd_detection {
+    /* Signatures in detection order, e.g. "test:pytest:backend". */
+    int n_patterns;
+    char patterns[PD_MAX_PATTERNS][PD_SIGNATURE_MAX];
+
+    /* Characteristics. */
+    int64_t input_length; /* code points of nl_input */
+    uint32_t keywords;    /* bit i set when pd_detect_keywords[i] occurs */
+    size_t n_files;       /* files_mentioned, sorted by code point, no duplicates */
+    pd_span_t *files;     /* ranges of the nl_input the detection was made from */
+    pd_duration_range_t duration_range;
+    pd_complexity_t complexity;
+    int64_t error_count;
+
+    /* Scratch space reused across calls. */
+    size_t files_cap;
+    char *lower; /* lower-cased text */
+    size_t lower_cap;
+
+    /*
+     * The substrings detection looks for, filed by a hash of their first
+     * three bytes so that one pass over a text finds them all; built on
+     * first use.
+     */
+    int needle_index_built;
+    pd_needle_bucket_t needle_index[2][PD_NEEDLE_BUCKETS]; /* nl_input; template and error */
+} pd_detection_t;
+
+void pd_detection_init(pd_detection_t *det);
+void pd_detection_close(pd_detection_t *det);
+
+/*
+ * Detects the signatures and characteristics of rec into det (replacing what
+ * det held).  The spans in det->files point into rec->nl_input, so rec must
+ * outlive their use.  Returns 0 or PD_ENOMEM.
+ */
+int pd_detect_record(const pd_record_t *rec, pd_detection_t *det);
+
+/*
+ * The characteristics as a JSON object in the reference's key order:
+ * input_length, keywords, files_mentioned, duration_range, complexity,
+ * error_count.  Returns a new reference (release with json_decref) or NULL
+ * when memory ran out.
+ */
+json_t *pd_detection_characteristics(const pd_detection_t *det, const pd_record_t *rec);
+
+/* The text of an enum value, as in the JSON output ("short", "simple", ...). */
+const char *pd_duration_range_name(pd_duration_range_t r);
+const char *pd_complexity_name(pd_complexity_t c);
+
+#endif

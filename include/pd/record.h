@@ -1,0 +1,76 @@
+/*
+ * One workflow record (SPEC §1): parsing and validation of one NDJSON line.
+ *
+ * Shared by `patternd detect`, `patternd ingest` and the HTTP service, so a
+ * record is accepted or rejected for the same reason whatever its route.
+ * A parsed record owns a copy of its strings in one heap block, so it can be
+ * handed to another thread and outlive the line it came from.
+ */
+#ifndef PD_RECORD_H
+#define PD_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pd/error.h"
+
+#define PD_TENANT_MAX 64       /* bytes of a tenant id */
+#define PD_WORKFLOW_ID_MAX 256 /* bytes of a workflow id */
+#define PD_RECORD_MAX_DEFAULT (1024 * 1024)
+#define PD_DURATION_MAX_MS (31536000LL * 1000) /* one year */
+
+/* A text field: ptr is NULL when the field was absent or null. */
+typedef struct pd_text {
+    const char *ptr; /* NUL-terminated, valid UTF-8, owned by the record */
+    size_t len;      /* bytes, without the NUL */
+} pd_text_t;
+
+typedef struct pd_record {
+    long line; /* input line (or batch index), 1-based */
+    char tenant_id[PD_TENANT_MAX + 1];
+    char workflow_id[PD_WORKFLOW_ID_MAX + 1];
+    bool workflow_id_is_int; /* the id was a JSON integer; echoed as one by detect */
+    pd_text_t nl_input;
+    pd_text_t workflow_template;
+    pd_text_t error_message;
+    int64_t error_count;
+    int64_t duration_ms; /* duration_seconds rounded to the millisecond */
+    int64_t retry_count;
+    int64_t total_tokens;
+    double cost; /* actual_cost_total, US dollars */
+    bool has_start_time;
+    int64_t start_time_us; /* event time, microseconds since the Unix epoch, UTC */
+    char *strings;         /* the one heap block behind every pointer above */
+} pd_record_t;
+
+/*
+ * Parses and validates one line (without its newline; it need not be
+ * NUL-terminated).  default_tenant is used when the record has no tenant_id
+ * (NULL means "default").  On success fills out, which the caller releases
+ * with pd_record_close().  On rejection returns PD_EINVAL and fills err with
+ * the line, the field and the reason; out then holds nothing to release.
+ * Returns PD_ENOMEM when memory ran out.
+ */
+int pd_record_parse(const char *line, size_t len, long line_no, const char *default_tenant,
+                    pd_record_t *out, pd_error_t *err);
+
+/* Releases what pd_record_parse() put in rec; safe on a zeroed record. */
+void pd_record_close(pd_record_t *rec);
+
+/* Moves src into dst (dst takes ownership); src is left empty. */
+void pd_record_move(pd_record_t *dst, pd_record_t *src);
+
+/*
+ * True when tenant is 1-64 characters of [A-Za-z0-9._-].
+ */
+bool pd_tenant_valid(const char *tenant);
+
+/*
+ * Parses an ISO-8601 / RFC 3339 timestamp ("2026-10-21T13:06:23Z",
+ * "2026-10-21 13:06:23.5+02:00", "2026-10-21"); a time without an offset is
+ * UTC.  Returns 0 and the microseconds since the Unix epoch, or PD_EINVAL.
+ */
+int pd_timestamp_parse(const char *s, size_t len, int64_t *out_us);
+
+#endif

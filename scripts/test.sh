@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (via .ci/run) and what a developer runs.
+#
+#   scripts/test.sh            everything: format check, -Werror build, all
+#                              tests against a throwaway PostgreSQL, then the
+#                              unit and database tests again under
+#                              AddressSanitizer + UndefinedBehaviorSanitizer and
+#                              the worker pool under ThreadSanitizer
+#   scripts/test.sh --quick    only the -Werror build and its tests
+#
+# Installs what is missing (scripts/setup.sh), starts and removes its own
+# PostgreSQL cluster, and exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+quick=false
+[ "${1:-}" = "--quick" ] && quick=true
+
+scripts/setup.sh
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "clang-format"
+unformatted=$(clang-format --dry-run --Werror src/*.c include/pd/*.h tests/*.c tests/*.h bench/*.c 2>&1 | grep -c 'error:' || true)
+if [ "$unformatted" != 0 ]; then
+  clang-format --dry-run --Werror src/*.c include/pd/*.h tests/*.c tests/*.h bench/*.c 2>&1 | head -20
+  echo "clang-format: files are not formatted (run: clang-format -i src/*.c include/pd/*.h tests/*.c tests/*.h bench/*.c)"
+  exit 1
+fi
+
+tmp=$(mktemp -d /tmp/patternd-test.XXXXXX)
+chmod 755 "$tmp"
+cleanup() { scripts/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+step "PostgreSQL (throwaway cluster)"
+PD_TEST_DATABASE_URL=$(scripts/pg.sh start "$tmp/pg")
+export PD_TEST_DATABASE_URL PD_TEST_PGDIR="$tmp/pg"
+echo "$PD_TEST_DATABASE_URL"
+
+run_suite() { # build-dir cmake-args... ; then runs ctest with $CTEST_ARGS
+  local dir=$1; shift
+  cmake -S "$root" -B "$dir" -DPD_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j"$(nproc)" >/dev/null
+  (cd "$dir" && ctest --output-on-failure --timeout 900 ${CTEST_ARGS:-})
+}
+
+step "build (-Werror) and tests"
+CTEST_ARGS="" run_suite build
+
+$quick && exit 0
+
+step "AddressSanitizer + UndefinedBehaviorSanitizer"
+ASAN_OPTIONS=detect_leaks=1 CTEST_ARGS="" run_suite build-asan -DCMAKE_BUILD_TYPE=Debug "-DPD_SANITIZE=address;undefined"
+
+if ls tests/test_pool*.c >/dev/null 2>&1; then
+  step "ThreadSanitizer (worker pool)"
+  CTEST_ARGS="-R test_pool" run_suite build-tsan -DCMAKE_BUILD_TYPE=Debug -DPD_SANITIZE=thread
+fi
+echo
+echo "all tests passed"

@@ -1,0 +1,185 @@
+/*
+ * `patternd detect [FILE|-]`: NDJSON records in, one NDJSON result per
+ * record out, in input order.  No database; constant memory (one line, one
+ * record and one detection at a time).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pd/cli.h"
+#include "pd/detect.h"
+#include "pd/jsonw.h"
+#include "pd/lines.h"
+#include "pd/record.h"
+
+static const char USAGE[] =
+    "usage: patternd detect [--tenant T] [--max-record-bytes N] [FILE|-]\n"
+    "\n"
+    "Reads workflow records (NDJSON, one object per line) from FILE or standard\n"
+    "input and writes, for each record in order, one line:\n"
+    "  {\"tenant_id\", \"workflow_id\", \"patterns\", \"characteristics\"}\n"
+    "or, for a rejected record,\n"
+    "  {\"line\": N, \"field\": F, \"error\": \"...\"}\n"
+    "Exits 0 when the whole input was read, rejected records included.\n"
+    "\n"
+    "  --tenant T              tenant of records without tenant_id (default: default)\n"
+    "  --max-record-bytes N    longest accepted line (default: 1048576)\n"
+    "  -h, --help              show this help\n";
+
+typedef struct detect_ctx {
+    const char *tenant;
+    size_t max_record;
+    pd_detection_t det;
+    pd_buf_t out; /* the current output line */
+} detect_ctx_t;
+
+/* Writes the buffered line and a newline to stdout. */
+static int flush_line(detect_ctx_t *ctx)
+{
+    pd_buf_put(&ctx->out, "\n", 1);
+    if (ctx->out.failed)
+        return PD_ENOMEM;
+    if (fwrite(ctx->out.data, 1, ctx->out.len, stdout) != ctx->out.len)
+        return PD_EIO;
+    pd_buf_reset(&ctx->out);
+    return PD_OK;
+}
+
+static int emit_rejection(detect_ctx_t *ctx, const pd_error_t *err)
+{
+    char message[PD_FIELD_MAX + PD_MESSAGE_MAX + 4];
+    int n;
+    if (err->field[0] != '\0')
+        n = snprintf(message, sizeof(message), "%s: %s", err->field, err->message);
+    else
+        n = snprintf(message, sizeof(message), "%s", err->message);
+    pd_buf_puts(&ctx->out, "{\"line\": ");
+    pd_buf_int(&ctx->out, err->line);
+    pd_buf_puts(&ctx->out, ", \"field\": ");
+    pd_buf_json_string(&ctx->out, err->field, strlen(err->field));
+    pd_buf_puts(&ctx->out, ", \"error\": ");
+    pd_buf_json_string(&ctx->out, message,
+                       (size_t)n < sizeof(message) ? (size_t)n : sizeof(message) - 1);
+    pd_buf_puts(&ctx->out, "}");
+    return flush_line(ctx);
+}
+
+static int on_line(void *arg, long line_no, const char *data, size_t len, bool oversize)
+{
+    detect_ctx_t *ctx = arg;
+    pd_error_t err;
+    pd_record_t rec;
+    int rc;
+
+    if (oversize) {
+        pd_error_set(&err, PD_EINVAL, line_no, "", "record of %zu bytes exceeds the maximum of %zu",
+                     len, ctx->max_record);
+        return emit_rejection(ctx, &err);
+    }
+    rc = pd_record_parse(data, len, line_no, ctx->tenant, &rec, &err);
+    if (rc == PD_EINVAL)
+        return emit_rejection(ctx, &err);
+    if (rc < 0)
+        return rc;
+    rc = pd_detect_record(&rec, &ctx->det);
+    if (rc == PD_OK) {
+        pd_jsonw_detection(&ctx->out, &ctx->det, &rec);
+        rc = flush_line(ctx);
+    }
+    pd_record_close(&rec);
+    return rc;
+}
+
+int pd_cmd_detect(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"tenant", required_argument, NULL, 't'},
+        {"max-record-bytes", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    detect_ctx_t ctx = {.tenant = NULL};
+    size_t max_record = PD_RECORD_MAX_DEFAULT;
+    int opt;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (opt) {
+        case 't':
+            if (!pd_tenant_valid(optarg)) {
+                pd_cli_fail("--tenant: '%s' is not 1-64 characters of A-Z a-z 0-9 . _ -", optarg);
+                return PD_EXIT_USAGE;
+            }
+            ctx.tenant = optarg;
+            break;
+        case 'm': {
+            char *end;
+            long long v = strtoll(optarg, &end, 10);
+            if (*end != '\0' || v < 1) {
+                pd_cli_fail("--max-record-bytes: expected a positive number, got '%s'", optarg);
+                return PD_EXIT_USAGE;
+            }
+            max_record = (size_t)v;
+            break;
+        }
+        case 'h':
+            fputs(USAGE, stdout);
+            return PD_EXIT_OK;
+        default:
+            fputs(USAGE, stderr);
+            return PD_EXIT_USAGE;
+        }
+    }
+    if (argc - optind > 1) {
+        pd_cli_fail("detect reads one input; got %d", argc - optind);
+        fputs(USAGE, stderr);
+        return PD_EXIT_USAGE;
+    }
+    const char *path = optind < argc ? argv[optind] : "-";
+    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY);
+    if (fd < 0) {
+        pd_cli_fail("cannot open %s: %s", path, strerror(errno));
+        return PD_EXIT_FAIL;
+    }
+
+    enum { CHUNK = 1 << 20 };
+    static char stdout_buf[1 << 16];
+    setvbuf(stdout, stdout_buf, _IOFBF, sizeof(stdout_buf));
+    char *chunk = malloc(CHUNK);
+    pd_lines_t lines;
+    pd_detection_init(&ctx.det);
+    ctx.max_record = max_record;
+    pd_lines_init(&lines, max_record, on_line, &ctx);
+    int rc = chunk ? PD_OK : PD_ENOMEM;
+    while (rc == PD_OK) {
+        ssize_t n = read(fd, chunk, CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            pd_cli_fail("reading %s: %s", path, strerror(errno));
+            rc = PD_EIO;
+            break;
+        }
+        rc = n == 0 ? pd_lines_finish(&lines) : pd_lines_push(&lines, chunk, (size_t)n);
+        if (n == 0)
+            break;
+    }
+    if (fflush(stdout) != 0 && rc == PD_OK) {
+        pd_cli_fail("writing the output: %s", strerror(errno));
+        rc = PD_EIO;
+    }
+    if (rc < 0 && rc != PD_EIO)
+        pd_cli_fail("%s", pd_strerror(rc));
+    pd_lines_close(&lines);
+    pd_detection_close(&ctx.det);
+    free(chunk);
+    pd_buf_close(&ctx.out);
+    if (fd != STDIN_FILENO)
+        close(fd);
+    return rc == PD_OK ? PD_EXIT_OK : PD_EXIT_FAIL;
+}

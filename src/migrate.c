@@ -1,0 +1,265 @@
+/*
+ * Schema migrations; see include/pd/migrate.h.
+ *
+ * Concurrency: the whole run holds pg_advisory_lock(PD_MIGRATE_LOCK), taken
+ * before schema_migrations is even created, so concurrent migrators queue up
+ * and each later one finds the files already recorded.  Each file runs in
+ * its own transaction together with the row that records it, so a failed
+ * file leaves neither its changes nor its record.
+ */
+#include "pd/migrate.h"
+
+#include <dirent.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PD_MIGRATE_LOCK "7021946411"
+
+static const char SQL_LOCK[] = "SELECT pg_advisory_lock(" PD_MIGRATE_LOCK ")";
+static const char SQL_UNLOCK[] = "SELECT pg_advisory_unlock(" PD_MIGRATE_LOCK ")";
+static const char SQL_CREATE[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                 " version text PRIMARY KEY,"
+                                 " checksum text NOT NULL,"
+                                 " applied_at timestamptz NOT NULL DEFAULT now())";
+static const char SQL_APPLIED[] =
+    "SELECT version, checksum, to_char(applied_at, 'YYYY-MM-DD HH24:MI:SSOF')"
+    " FROM schema_migrations ORDER BY version";
+static const char SQL_EXISTS[] = "SELECT to_regclass('schema_migrations') IS NOT NULL";
+static const char SQL_RECORD[] =
+    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)";
+
+void pd_migration_set_builtin(pd_migration_set_t *set)
+{
+    set->items = pd_migrations;
+    set->count = pd_migrations_count;
+    set->owned = NULL;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(((const pd_migration_t *)a)->name, ((const pd_migration_t *)b)->name);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *grown = realloc(buf, cap);
+            if (grown == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = grown;
+        }
+        size_t got = fread(buf + n, 1, 4096, f);
+        n += got;
+        if (got < 4096)
+            break;
+    }
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/*
+ * A loaded set keeps its items and their strings in one array of
+ * pd_migration_t whose name and sql pointers are heap strings.
+ */
+void pd_migration_set_close(pd_migration_set_t *set)
+{
+    pd_migration_t *items = set->owned;
+    if (items != NULL) {
+        for (size_t i = 0; i < set->count; i++) {
+            free((char *)items[i].name);
+            free((char *)items[i].sql);
+        }
+        free(items);
+    }
+    memset(set, 0, sizeof(*set));
+}
+
+int pd_migration_set_load(pd_migration_set_t *set, const char *dir, pd_error_t *err)
+{
+    memset(set, 0, sizeof(*set));
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return pd_error_set(err, PD_EIO, 0, "", "cannot open migrations folder %s: %m", dir);
+    pd_migration_t *items = NULL;
+    size_t count = 0, cap = 0;
+    int rc = PD_OK;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".sql") != 0)
+            continue;
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            pd_migration_t *grown = realloc(items, cap * sizeof(*items));
+            if (grown == NULL) {
+                rc = pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+                goto fail;
+            }
+            items = grown;
+        }
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        size_t len = 0;
+        char *sql = read_file(path, &len);
+        char *name = strdup(e->d_name);
+        if (sql == NULL || name == NULL) {
+            free(sql);
+            free(name);
+            rc = pd_error_set(err, PD_EIO, 0, "", "cannot read %s: %m", path);
+            goto fail;
+        }
+        items[count++] = (pd_migration_t){.name = name, .sql = sql, .len = len};
+    }
+    closedir(d);
+    qsort(items, count, sizeof(*items), compare_names);
+    set->items = items;
+    set->count = count;
+    set->owned = items;
+    return PD_OK;
+
+fail:
+    closedir(d);
+    set->owned = items;
+    set->count = count;
+    pd_migration_set_close(set);
+    return rc;
+}
+
+static void checksum_hex(const pd_migration_t *m, char out[65])
+{
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(digest, (const unsigned char *)m->sql, m->len);
+    sodium_bin2hex(out, 65, digest, sizeof(digest));
+}
+
+/* Finds a migration's row in the applied list; -1 when not applied. */
+static int find_applied(const PGresult *applied, const char *name)
+{
+    for (int i = 0; i < PQntuples(applied); i++) {
+        if (strcmp(PQgetvalue(applied, i, 0), name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int pd_migrate_apply(pd_db_t *db, const pd_migration_set_t *set, FILE *log, pd_error_t *err)
+{
+    PGresult *applied = NULL;
+    int rc;
+
+    if ((rc = pd_db_exec(db, SQL_LOCK, err)) < 0)
+        return rc;
+    if ((rc = pd_db_exec(db, SQL_CREATE, err)) < 0 ||
+        (rc = pd_db_query(db, SQL_APPLIED, 0, NULL, &applied, err)) < 0)
+        goto done;
+
+    /* Refuse before changing anything if an applied file was edited. */
+    for (size_t i = 0; i < set->count; i++) {
+        int row = find_applied(applied, set->items[i].name);
+        char sum[65];
+        checksum_hex(&set->items[i], sum);
+        if (row >= 0 && strcmp(PQgetvalue(applied, row, 1), sum) != 0) {
+            rc = pd_error_set(err, PD_ECONFLICT, 0, "",
+                              "migration %s was changed after it was applied (checksum %.12s..., "
+                              "recorded %.12s...); add a new migration instead of editing it",
+                              set->items[i].name, sum, PQgetvalue(applied, row, 1));
+            goto done;
+        }
+    }
+
+    size_t done_count = 0;
+    for (size_t i = 0; i < set->count; i++) {
+        const pd_migration_t *m = &set->items[i];
+        if (find_applied(applied, m->name) >= 0)
+            continue;
+        char sum[65];
+        checksum_hex(m, sum);
+        const char *params[] = {m->name, sum};
+        if ((rc = pd_db_exec(db, "BEGIN", err)) < 0)
+            goto done;
+        if ((rc = pd_db_exec(db, m->sql, err)) < 0 ||
+            (rc = pd_db_query(db, SQL_RECORD, 2, params, NULL, err)) < 0 ||
+            (rc = pd_db_exec(db, "COMMIT", err)) < 0) {
+            char reason[PD_MESSAGE_MAX];
+            snprintf(reason, sizeof(reason), "%s", err ? err->message : "");
+            pd_db_exec(db, "ROLLBACK", NULL);
+            pd_error_set(err, rc, 0, "", "migration %s failed: %s", m->name, reason);
+            goto done;
+        }
+        if (log != NULL)
+            fprintf(log, "applied %s\n", m->name);
+        done_count++;
+    }
+    if (log != NULL)
+        fprintf(log, "schema is up to date: %zu applied now, %zu in all\n", done_count, set->count);
+    rc = PD_OK;
+
+done:
+    pd_db_result_free(applied);
+    pd_db_exec(db, SQL_UNLOCK, NULL);
+    return rc;
+}
+
+int pd_migrate_status(pd_db_t *db, const pd_migration_set_t *set, FILE *out, size_t *pending,
+                      pd_error_t *err)
+{
+    PGresult *exists = NULL, *applied = NULL;
+    size_t waiting = 0;
+    int rc = pd_db_query(db, SQL_EXISTS, 0, NULL, &exists, err);
+    if (rc < 0)
+        return rc;
+    bool has_table = strcmp(PQgetvalue(exists, 0, 0), "t") == 0;
+    pd_db_result_free(exists);
+    if (has_table && (rc = pd_db_query(db, SQL_APPLIED, 0, NULL, &applied, err)) < 0)
+        return rc;
+
+    for (size_t i = 0; i < set->count; i++) {
+        const pd_migration_t *m = &set->items[i];
+        int row = applied ? find_applied(applied, m->name) : -1;
+        char sum[65];
+        checksum_hex(m, sum);
+        if (row < 0) {
+            waiting++;
+            if (out)
+                fprintf(out, "pending  %s\n", m->name);
+        } else if (strcmp(PQgetvalue(applied, row, 1), sum) != 0) {
+            waiting++;
+            if (out)
+                fprintf(out, "CHANGED  %s (applied %s, file edited since)\n", m->name,
+                        PQgetvalue(applied, row, 2));
+        } else if (out) {
+            fprintf(out, "applied  %s (%s)\n", m->name, PQgetvalue(applied, row, 2));
+        }
+    }
+    for (int r = 0; applied && r < PQntuples(applied); r++) {
+        bool known = false;
+        for (size_t i = 0; i < set->count && !known; i++)
+            known = strcmp(set->items[i].name, PQgetvalue(applied, r, 0)) == 0;
+        if (!known && out)
+            fprintf(out, "unknown  %s (applied %s, not in this build)\n", PQgetvalue(applied, r, 0),
+                    PQgetvalue(applied, r, 2));
+    }
+    pd_db_result_free(applied);
+    if (pending)
+        *pending = waiting;
+    return PD_OK;
+}

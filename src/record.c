@@ -1,0 +1,586 @@
+/*
+ * Record parsing and validation (SPEC §1).
+ *
+ * A line is decoded with yajl's event parser rather than by building a
+ * jansson tree: the record is flat, so the events for its known fields are
+ * kept in a small table of slots and everything else is skipped.  This is
+ * about eight times faster than jansson on typical records (the parser is
+ * most of `patternd detect`'s time), it hands us each number's text, so a
+ * value beyond 64 bits is reported with its field instead of as a syntax
+ * error, and yajl validates UTF-8 and refuses control characters, trailing
+ * garbage and a second value on the line.
+ *
+ * After the parse, each known field is checked for its JSON type and range;
+ * unknown fields are ignored.  Every rejection names the line and the field.
+ * The accepted record copies its strings into one heap block, so it no
+ * longer depends on the line and moving it to a worker thread is a struct
+ * copy.
+ */
+#include "pd/record.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+/* The fields patternd reads; the order is that of the slot table. */
+enum field {
+    F_WORKFLOW_ID,
+    F_ID,
+    F_TENANT_ID,
+    F_NL_INPUT,
+    F_WORKFLOW_TEMPLATE,
+    F_ERROR_MESSAGE,
+    F_ERROR_COUNT,
+    F_DURATION_SECONDS,
+    F_RETRY_COUNT,
+    F_TOTAL_TOKENS,
+    F_ACTUAL_COST_TOTAL,
+    F_START_TIME,
+    F_COUNT,
+    F_UNKNOWN = -1
+};
+
+static const char *const FIELD_NAMES[F_COUNT] = {
+    "workflow_id",       "id",          "tenant_id",        "nl_input",    "workflow_template",
+    "error_message",     "error_count", "duration_seconds", "retry_count", "total_tokens",
+    "actual_cost_total", "start_time",
+};
+
+/* strlen() of each FIELD_NAMES entry: keys are matched once per key of every record. */
+static const size_t FIELD_LENGTHS[F_COUNT] = {11, 2, 9, 8, 17, 13, 11, 16, 11, 12, 17, 10};
+
+typedef enum kind { K_ABSENT, K_NULL, K_BOOL, K_NUMBER, K_STRING, K_OBJECT, K_ARRAY } kind_t;
+
+/* A field's value: its kind and, for strings and numbers, its text in the scratch buffer. */
+typedef struct slot {
+    kind_t kind;
+    size_t off;
+    size_t len;
+} slot_t;
+
+typedef struct parse {
+    int depth;  /* 0 outside the top-level value, 1 inside the top-level object */
+    kind_t top; /* kind of the top-level value */
+    int field;  /* field of the current key at depth 1, or F_UNKNOWN */
+    slot_t slots[F_COUNT];
+    char *scratch; /* copies of string and number texts */
+    size_t used, cap;
+    char inline_buf[4096];
+    bool nomem;
+} parse_t;
+
+static bool scratch_put(parse_t *p, const char *s, size_t n, slot_t *slot)
+{
+    if (p->used + n + 1 > p->cap) {
+        size_t cap = p->cap * 2;
+        while (cap < p->used + n + 1)
+            cap *= 2;
+        char *grown = p->scratch == p->inline_buf ? malloc(cap) : realloc(p->scratch, cap);
+        if (grown == NULL) {
+            p->nomem = true;
+            return false;
+        }
+        if (p->scratch == p->inline_buf)
+            memcpy(grown, p->inline_buf, p->used);
+        p->scratch = grown;
+        p->cap = cap;
+    }
+    memcpy(p->scratch + p->used, s, n);
+    p->scratch[p->used + n] = '\0';
+    slot->off = p->used;
+    slot->len = n;
+    p->used += n + 1;
+    return true;
+}
+
+/* Records a scalar or the start of a container; false stops the parse. */
+static int on_value(parse_t *p, kind_t kind, const char *text, size_t len)
+{
+    if (p->depth == 0) {
+        p->top = kind;
+        return kind == K_OBJECT; /* anything else is rejected without reading further */
+    }
+    if (p->depth == 1 && p->field != F_UNKNOWN) {
+        slot_t *slot = &p->slots[p->field];
+        slot->kind = kind;
+        if (text != NULL && !scratch_put(p, text, len, slot))
+            return 0;
+    }
+    return 1;
+}
+
+static int cb_null(void *ctx)
+{
+    return on_value(ctx, K_NULL, NULL, 0);
+}
+
+static int cb_boolean(void *ctx, int value)
+{
+    (void)value;
+    return on_value(ctx, K_BOOL, NULL, 0);
+}
+
+static int cb_number(void *ctx, const char *text, size_t len)
+{
+    return on_value(ctx, K_NUMBER, text, len);
+}
+
+static int cb_string(void *ctx, const unsigned char *text, size_t len)
+{
+    return on_value(ctx, K_STRING, (const char *)text, len);
+}
+
+static int cb_start_map(void *ctx)
+{
+    parse_t *p = ctx;
+    int rc = on_value(p, K_OBJECT, NULL, 0);
+    p->depth++;
+    return rc;
+}
+
+static int cb_start_array(void *ctx)
+{
+    parse_t *p = ctx;
+    int rc = on_value(p, K_ARRAY, NULL, 0);
+    p->depth++;
+    return rc;
+}
+
+static int cb_end(void *ctx)
+{
+    ((parse_t *)ctx)->depth--;
+    return 1;
+}
+
+static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+    parse_t *p = ctx;
+    if (p->depth != 1)
+        return 1;
+    p->field = F_UNKNOWN;
+    for (int f = 0; f < F_COUNT; f++) {
+        if (FIELD_LENGTHS[f] == len && key[0] == (unsigned char)FIELD_NAMES[f][0] &&
+            memcmp(FIELD_NAMES[f], key, len) == 0) {
+            p->field = f;
+            break;
+        }
+    }
+    return 1;
+}
+
+static const yajl_callbacks CALLBACKS = {
+    .yajl_null = cb_null,
+    .yajl_boolean = cb_boolean,
+    .yajl_number = cb_number,
+    .yajl_string = cb_string,
+    .yajl_start_map = cb_start_map,
+    .yajl_map_key = cb_map_key,
+    .yajl_end_map = cb_end,
+    .yajl_start_array = cb_start_array,
+    .yajl_end_array = cb_end,
+};
+
+static const char *kind_name(kind_t kind)
+{
+    switch (kind) {
+    case K_OBJECT:
+        return "an object";
+    case K_ARRAY:
+        return "an array";
+    case K_STRING:
+        return "a string";
+    case K_NUMBER:
+        return "a number";
+    case K_BOOL:
+        return "a boolean";
+    case K_NULL:
+        return "null";
+    case K_ABSENT:
+        break;
+    }
+    return "nothing";
+}
+
+bool pd_tenant_valid(const char *tenant)
+{
+    size_t n = 0;
+    for (const char *p = tenant; *p; p++, n++) {
+        if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    }
+    return n >= 1 && n <= PD_TENANT_MAX;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* Reads exactly n digits at *p; advances *p. */
+static bool read_digits(const char **p, const char *end, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (*p >= end || !isdigit((unsigned char)**p))
+            return false;
+        v = v * 10 + (**p - '0');
+        (*p)++;
+    }
+    *out = v;
+    return true;
+}
+
+int pd_timestamp_parse(const char *s, size_t len, int64_t *out_us)
+{
+    const char *p = s, *end = s + len;
+    int year, mon, day, hh = 0, mm = 0, ss = 0;
+    int64_t frac_us = 0, offset_s = 0;
+
+    if (!read_digits(&p, end, 4, &year) || p >= end || *p++ != '-' ||
+        !read_digits(&p, end, 2, &mon) || p >= end || *p++ != '-' || !read_digits(&p, end, 2, &day))
+        return PD_EINVAL;
+    if (year < 1 || mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon))
+        return PD_EINVAL;
+    if (p < end && (*p == 'T' || *p == 't' || *p == ' ')) {
+        p++;
+        if (!read_digits(&p, end, 2, &hh) || p >= end || *p++ != ':' ||
+            !read_digits(&p, end, 2, &mm))
+            return PD_EINVAL;
+        if (p < end && *p == ':') {
+            p++;
+            if (!read_digits(&p, end, 2, &ss))
+                return PD_EINVAL;
+            if (p < end && (*p == '.' || *p == ',')) {
+                p++;
+                int digits = 0;
+                int64_t scale = 100000;
+                while (p < end && isdigit((unsigned char)*p)) {
+                    if (digits < 6)
+                        frac_us += (*p - '0') * scale;
+                    scale /= 10;
+                    digits++;
+                    p++;
+                }
+                if (digits == 0)
+                    return PD_EINVAL;
+            }
+        }
+        if (hh > 23 || mm > 59 || ss > 59)
+            return PD_EINVAL;
+        if (p < end && (*p == 'Z' || *p == 'z')) {
+            p++;
+        } else if (p < end && (*p == '+' || *p == '-')) {
+            int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
+            if (!read_digits(&p, end, 2, &oh))
+                return PD_EINVAL;
+            if (p < end && *p == ':')
+                p++;
+            if (p < end && !read_digits(&p, end, 2, &om))
+                return PD_EINVAL;
+            if (oh > 23 || om > 59)
+                return PD_EINVAL;
+            offset_s = sign * (oh * 3600 + om * 60);
+        }
+    }
+    if (p != end)
+        return PD_EINVAL;
+    int64_t secs = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - offset_s;
+    *out_us = secs * 1000000 + frac_us;
+    return PD_OK;
+}
+
+/* The text of a string or number slot (NUL-terminated in the scratch buffer). */
+static const char *slot_text(const parse_t *p, const slot_t *slot)
+{
+    return p->scratch + slot->off;
+}
+
+/* Checks an optional string field; *out is NULL when absent or null. */
+static int get_text(const parse_t *p, int f, long line, pd_text_t *out, pd_error_t *err)
+{
+    const slot_t *slot = &p->slots[f];
+    out->ptr = NULL;
+    out->len = 0;
+    if (slot->kind == K_ABSENT || slot->kind == K_NULL)
+        return PD_OK;
+    if (slot->kind != K_STRING)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                            "expected a string or null, got %s", kind_name(slot->kind));
+    if (memchr(slot_text(p, slot), '\0', slot->len) != NULL)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "contains a NUL character");
+    out->ptr = slot_text(p, slot);
+    out->len = slot->len;
+    return PD_OK;
+}
+
+/* True when a JSON number's text has no fraction and no exponent. */
+static bool is_integer_text(const char *s)
+{
+    return strpbrk(s, ".eE") == NULL;
+}
+
+/* Checks an optional non-negative number; absent or null counts as 0. */
+static int get_number(const parse_t *p, int f, long line, double *out, pd_error_t *err)
+{
+    const slot_t *slot = &p->slots[f];
+    *out = 0;
+    if (slot->kind == K_ABSENT || slot->kind == K_NULL)
+        return PD_OK;
+    if (slot->kind != K_NUMBER)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                            "expected a number or null, got %s", kind_name(slot->kind));
+    errno = 0;
+    double d = strtod(slot_text(p, slot), NULL);
+    if (!isfinite(d) || (errno == ERANGE && fabs(d) > 1.0))
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                            "number out of range for 64-bit storage: %.40s", slot_text(p, slot));
+    if (d < 0)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "must not be negative, got %s",
+                            slot_text(p, slot));
+    *out = d;
+    return PD_OK;
+}
+
+/*
+ * Checks an optional non-negative integer; absent or null counts as 0.  A
+ * number with a zero fraction (1234.0, as some table exports write integers)
+ * is accepted; one with a fraction is not.
+ */
+static int get_integer(const parse_t *p, int f, long line, int64_t *out, pd_error_t *err)
+{
+    const slot_t *slot = &p->slots[f];
+    *out = 0;
+    if (slot->kind == K_ABSENT || slot->kind == K_NULL)
+        return PD_OK;
+    if (slot->kind != K_NUMBER)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                            "expected an integer or null, got %s", kind_name(slot->kind));
+    const char *text = slot_text(p, slot);
+    if (text[0] == '-' && strspn(text + 1, "0.eE+-") != strlen(text + 1))
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "must not be negative, got %s",
+                            text);
+    if (is_integer_text(text)) {
+        errno = 0;
+        long long v = strtoll(text, NULL, 10);
+        if (errno == ERANGE)
+            return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                                "number out of range for 64-bit storage: %.40s", text);
+        *out = v < 0 ? 0 : v; /* "-0" */
+        return PD_OK;
+    }
+    errno = 0;
+    double d = strtod(text, NULL);
+    if (!isfinite(d) || d >= 9223372036854775808.0)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                            "number out of range for 64-bit storage: %.40s", text);
+    if (d != floor(d))
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "expected an integer, got %s",
+                            text);
+    *out = d < 0 ? 0 : (int64_t)d;
+    return PD_OK;
+}
+
+/*
+ * Reads an identity field (string or integer) into buf.  Returns 1 when it
+ * holds a usable id, 0 when it is absent, null or "", or an error.
+ */
+static int get_id(const parse_t *p, int f, long line, char *buf, bool *is_int, pd_error_t *err)
+{
+    const slot_t *slot = &p->slots[f];
+    const char *text = slot_text(p, slot);
+    if (slot->kind == K_ABSENT || slot->kind == K_NULL)
+        return 0;
+    if (slot->kind == K_NUMBER && is_integer_text(text)) {
+        errno = 0;
+        long long v = strtoll(text, NULL, 10);
+        if (errno == ERANGE)
+            return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                                "number out of range for 64-bit storage: %.40s", text);
+        snprintf(buf, PD_WORKFLOW_ID_MAX + 1, "%lld", v);
+        *is_int = true;
+        return 1;
+    }
+    if (slot->kind != K_STRING)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                            "expected a string or integer, got %s",
+                            slot->kind == K_NUMBER ? "a fractional number" : kind_name(slot->kind));
+    if (slot->len == 0)
+        return 0;
+    if (slot->len > PD_WORKFLOW_ID_MAX)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "longer than %d bytes (%zu)",
+                            PD_WORKFLOW_ID_MAX, slot->len);
+    if (memchr(text, '\0', slot->len) != NULL)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "contains a NUL character");
+    memcpy(buf, text, slot->len + 1);
+    *is_int = false;
+    return 1;
+}
+
+/* Copies src into the block at *cursor and points dst at the copy. */
+static void place_text(pd_text_t *dst, char **cursor)
+{
+    if (dst->ptr == NULL)
+        return;
+    memcpy(*cursor, dst->ptr, dst->len);
+    (*cursor)[dst->len] = '\0';
+    dst->ptr = *cursor;
+    *cursor += dst->len + 1;
+}
+
+/* Runs yajl over the line; returns 0, or a rejection with the parser's message. */
+static int decode(const char *line, size_t len, long line_no, parse_t *p, pd_error_t *err)
+{
+    yajl_handle h = yajl_alloc(&CALLBACKS, NULL, p);
+    if (h == NULL)
+        return pd_error_set(err, PD_ENOMEM, line_no, "", "out of memory");
+    yajl_status st = yajl_parse(h, (const unsigned char *)line, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    int rc = PD_OK;
+    if (p->nomem) {
+        rc = pd_error_set(err, PD_ENOMEM, line_no, "", "out of memory");
+    } else if (p->top != K_OBJECT && p->top != K_ABSENT) {
+        rc = pd_error_set(err, PD_EINVAL, line_no, "", "expected a JSON object, got %s",
+                          kind_name(p->top));
+    } else if (st != yajl_status_ok) {
+        unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)line, len);
+        size_t at = yajl_get_bytes_consumed(h);
+        char *nl = msg ? strchr((char *)msg, '\n') : NULL;
+        if (nl)
+            *nl = '\0';
+        rc = pd_error_set(err, PD_EINVAL, line_no, "", "invalid JSON near byte %zu: %s", at + 1,
+                          msg ? (char *)msg : "parse error");
+        yajl_free_error(h, msg);
+    }
+    yajl_free(h);
+    return rc;
+}
+
+int pd_record_parse(const char *line, size_t len, long line_no, const char *default_tenant,
+                    pd_record_t *out, pd_error_t *err)
+{
+    parse_t p = {.top = K_ABSENT, .field = F_UNKNOWN};
+    int rc;
+
+    p.scratch = p.inline_buf;
+    p.cap = sizeof(p.inline_buf);
+    memset(out, 0, sizeof(*out));
+    out->line = line_no;
+
+    if ((rc = decode(line, len, line_no, &p, err)) < 0)
+        goto fail;
+
+    /* Identity: workflow_id, else id. */
+    int has_id =
+        get_id(&p, F_WORKFLOW_ID, line_no, out->workflow_id, &out->workflow_id_is_int, err);
+    if (has_id == 0)
+        has_id = get_id(&p, F_ID, line_no, out->workflow_id, &out->workflow_id_is_int, err);
+    if (has_id < 0) {
+        rc = has_id;
+        goto fail;
+    }
+    if (has_id == 0) {
+        rc = pd_error_set(err, PD_EINVAL, line_no, "workflow_id",
+                          "no usable id: workflow_id and id are both absent, null or empty");
+        goto fail;
+    }
+
+    /* Tenant: the record's, else the caller's, else "default". */
+    const slot_t *tenant = &p.slots[F_TENANT_ID];
+    if (tenant->kind != K_ABSENT && tenant->kind != K_NULL) {
+        if (tenant->kind != K_STRING) {
+            rc = pd_error_set(err, PD_EINVAL, line_no, "tenant_id", "expected a string, got %s",
+                              kind_name(tenant->kind));
+            goto fail;
+        }
+        const char *t = slot_text(&p, tenant);
+        if (strlen(t) != tenant->len || !pd_tenant_valid(t)) {
+            rc = pd_error_set(err, PD_EINVAL, line_no, "tenant_id",
+                              "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+            goto fail;
+        }
+        memcpy(out->tenant_id, t, tenant->len + 1);
+    } else {
+        snprintf(out->tenant_id, sizeof(out->tenant_id), "%s",
+                 default_tenant ? default_tenant : "default");
+    }
+
+    pd_text_t start;
+    double duration;
+    if ((rc = get_text(&p, F_NL_INPUT, line_no, &out->nl_input, err)) < 0 ||
+        (rc = get_text(&p, F_WORKFLOW_TEMPLATE, line_no, &out->workflow_template, err)) < 0 ||
+        (rc = get_text(&p, F_ERROR_MESSAGE, line_no, &out->error_message, err)) < 0 ||
+        (rc = get_text(&p, F_START_TIME, line_no, &start, err)) < 0 ||
+        (rc = get_integer(&p, F_ERROR_COUNT, line_no, &out->error_count, err)) < 0 ||
+        (rc = get_integer(&p, F_RETRY_COUNT, line_no, &out->retry_count, err)) < 0 ||
+        (rc = get_integer(&p, F_TOTAL_TOKENS, line_no, &out->total_tokens, err)) < 0 ||
+        (rc = get_number(&p, F_DURATION_SECONDS, line_no, &duration, err)) < 0 ||
+        (rc = get_number(&p, F_ACTUAL_COST_TOTAL, line_no, &out->cost, err)) < 0)
+        goto fail;
+
+    if (duration > PD_DURATION_MAX_MS / 1000) {
+        rc = pd_error_set(err, PD_EINVAL, line_no, "duration_seconds",
+                          "more than one year (31536000 s), got %s",
+                          slot_text(&p, &p.slots[F_DURATION_SECONDS]));
+        goto fail;
+    }
+    out->duration_ms = llround(duration * 1000.0);
+
+    if (start.ptr != NULL) {
+        if (pd_timestamp_parse(start.ptr, start.len, &out->start_time_us) < 0) {
+            rc = pd_error_set(err, PD_EINVAL, line_no, "start_time",
+                              "not an ISO-8601 timestamp: \"%.64s\"", start.ptr);
+            goto fail;
+        }
+        out->has_start_time = true;
+    }
+
+    size_t total = out->nl_input.len + out->workflow_template.len + out->error_message.len + 3;
+    out->strings = malloc(total);
+    if (out->strings == NULL) {
+        rc = pd_error_set(err, PD_ENOMEM, line_no, "", "out of memory");
+        goto fail;
+    }
+    char *cursor = out->strings;
+    place_text(&out->nl_input, &cursor);
+    place_text(&out->workflow_template, &cursor);
+    place_text(&out->error_message, &cursor);
+    if (p.scratch != p.inline_buf)
+        free(p.scratch);
+    return PD_OK;
+
+fail:
+    if (p.scratch != p.inline_buf)
+        free(p.scratch);
+    memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+void pd_record_close(pd_record_t *rec)
+{
+    free(rec->strings);
+    memset(rec, 0, sizeof(*rec));
+}
+
+void pd_record_move(pd_record_t *dst, pd_record_t *src)
+{
+    *dst = *src;
+    memset(src, 0, sizeof(*src));
+}

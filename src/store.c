@@ -1,0 +1,553 @@
+/*
+ * Exactly-once batch writes; see include/pd/store.h.
+ *
+ * One transaction per batch, in three statements:
+ *
+ *  1. CLAIM: insert every distinct (tenant_id, workflow_id) of the batch into
+ *     `workflows` with the batch's random token, ON CONFLICT DO NOTHING.  The
+ *     rows that come back are the batch's new workflows; the rest were
+ *     recorded before (by any batch, worker or process) and are duplicates.
+ *  2. PATTERNS: for the occurrences of the new workflows, one statement
+ *     aggregates the deltas per (tenant_id, signature), upserts them into
+ *     operation_patterns (INSERT ... ON CONFLICT DO UPDATE adds to the
+ *     running sums: O(1) per occurrence, never a rescan) and inserts the
+ *     pattern_occurrences rows.
+ *  3. COMMIT.
+ *
+ * Locks are taken in one global order so that concurrent batches cannot
+ * deadlock: workflow rows first, sorted by (tenant_id, workflow_id) in byte
+ * order, then pattern rows, sorted by (tenant_id, signature) in byte order
+ * (COLLATE "C" in SQL, strcmp here).  Duplicates inside the batch are merged
+ * before anything is sent.
+ *
+ * Retries: a deadlock or serialization failure (40P01, 40001) rolls back and
+ * runs the transaction again; a lost connection reconnects with exponential
+ * backoff and jitter.  If the connection was lost after COMMIT was sent, the
+ * batch may have committed: the next attempt first looks for workflow rows
+ * carrying the batch's token, and if there are any it reports what was
+ * committed instead of writing again.
+ */
+#define _GNU_SOURCE /* qsort_r */
+#include "pd/store.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pd/db.h"
+#include "pd/detect.h"
+#include "pd/jsonw.h"
+
+static const char SQL_CLAIM[] =
+    "WITH claimed AS ("
+    " INSERT INTO workflows (tenant_id, workflow_id, batch_token)"
+    " SELECT u.t, u.w, $3 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, w, i)"
+    " ORDER BY u.i"
+    " ON CONFLICT DO NOTHING"
+    " RETURNING tenant_id, workflow_id)"
+    " SELECT u.i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, w, i)"
+    " JOIN claimed c ON c.tenant_id = u.t AND c.workflow_id = u.w";
+
+static const char SQL_PATTERNS[] =
+    "WITH occ AS ("
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::numeric[],"
+    "  $6::bigint[], $7::int[], $8::bigint[], $9::bigint[], $10::jsonb[]) WITH ORDINALITY"
+    "  AS o(tenant_id, sig, workflow_id, tokens, cost, dur_ms, err, retry, start_us, chars, ord)"
+    "), agg AS ("
+    " SELECT tenant_id, sig, count(*) AS n, sum(tokens) AS st, sum(cost) AS sc,"
+    "  count(*) FILTER (WHERE dur_ms > 0) AS dn,"
+    "  coalesce(sum(dur_ms) FILTER (WHERE dur_ms > 0), 0) AS sd,"
+    "  coalesce(sum(dur_ms::numeric * dur_ms) FILTER (WHERE dur_ms > 0), 0) AS sdq,"
+    "  sum(err) AS se, sum(retry) AS sr, min(start_us) AS s0, max(start_us) AS s1,"
+    "  (array_agg(chars ORDER BY ord))[1] AS typical"
+    " FROM occ GROUP BY tenant_id, sig"
+    "), up AS ("
+    " INSERT INTO operation_patterns AS p (tenant_id, pattern_signature, pattern_type,"
+    "  occurrence_count, sum_tokens, sum_cost, duration_n, sum_duration_ms, sum_duration_ms_sq,"
+    "  error_n, sum_retry, first_event_at, last_event_at, typical_input_pattern, created_batch)"
+    " SELECT tenant_id, sig, split_part(sig, ':', 1), n, st, sc, dn, sd, sdq, se, sr,"
+    "  'epoch'::timestamptz + s0 * interval '1 microsecond',"
+    "  'epoch'::timestamptz + s1 * interval '1 microsecond', typical, $11"
+    " FROM agg ORDER BY tenant_id COLLATE \"C\", sig COLLATE \"C\""
+    " ON CONFLICT (tenant_id, pattern_signature) DO UPDATE SET"
+    "  occurrence_count = p.occurrence_count + EXCLUDED.occurrence_count,"
+    "  sum_tokens = p.sum_tokens + EXCLUDED.sum_tokens,"
+    "  sum_cost = p.sum_cost + EXCLUDED.sum_cost,"
+    "  duration_n = p.duration_n + EXCLUDED.duration_n,"
+    "  sum_duration_ms = p.sum_duration_ms + EXCLUDED.sum_duration_ms,"
+    "  sum_duration_ms_sq = p.sum_duration_ms_sq + EXCLUDED.sum_duration_ms_sq,"
+    "  error_n = p.error_n + EXCLUDED.error_n,"
+    "  sum_retry = p.sum_retry + EXCLUDED.sum_retry,"
+    "  first_event_at = least(p.first_event_at, EXCLUDED.first_event_at),"
+    "  last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),"
+    "  last_seen = now()"
+    " RETURNING p.id, p.tenant_id, p.pattern_signature, (p.xmax = 0) AS created"
+    "), occurrences AS ("
+    " INSERT INTO pattern_occurrences (tenant_id, pattern_id, workflow_id,"
+    "  matched_characteristics)"
+    " SELECT o.tenant_id, up.id, o.workflow_id, o.chars"
+    " FROM occ o JOIN up ON up.tenant_id = o.tenant_id AND up.pattern_signature = o.sig"
+    " ORDER BY o.ord)"
+    " SELECT count(*) FILTER (WHERE created) FROM up";
+
+/* After a lost connection: which of the batch's workflows did an earlier attempt commit? */
+static const char SQL_CHECK[] =
+    "SELECT u.i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, w, i)"
+    " JOIN workflows w ON w.tenant_id = u.t AND w.workflow_id = u.w"
+    " WHERE w.batch_token = $3";
+static const char SQL_CHECK_NEW[] = "SELECT count(*) FROM operation_patterns"
+                                    " WHERE tenant_id = ANY($1::text[]) AND created_batch = $2";
+
+/* A PostgreSQL array literal being built, e.g. {"a","b",NULL}. */
+typedef struct pg_array {
+    pd_buf_t buf;
+    size_t n;
+} pg_array_t;
+
+enum { A_TENANT, A_SIG, A_WID, A_TOKENS, A_COST, A_DUR, A_ERR, A_RETRY, A_START, A_CHARS, A_COUNT };
+
+/* What detection found for one distinct record of the batch. */
+typedef struct found {
+    size_t record; /* index in the batch */
+    int n_patterns;
+    char patterns[PD_MAX_PATTERNS][PD_SIGNATURE_MAX];
+    size_t chars_off, chars_len; /* characteristics JSON, in store->chars */
+    bool is_new;
+} found_t;
+
+struct pd_store {
+    pd_store_config_t cfg;
+    pd_db_t *db;
+    pd_store_stats_t stats;
+    pd_detection_t det;
+    pd_buf_t chars; /* characteristics JSON of the batch's records */
+    found_t *found; /* distinct records, sorted by (tenant_id, workflow_id) */
+    size_t found_cap;
+    size_t n_found;
+    pg_array_t keys[2]; /* tenants and workflow ids of `found`, for CLAIM and CHECK */
+    pg_array_t occ[A_COUNT];
+};
+
+static void arr_begin(pg_array_t *a)
+{
+    pd_buf_reset(&a->buf);
+    PD_BUF_LIT(&a->buf, "{");
+    a->n = 0;
+}
+
+static void arr_sep(pg_array_t *a)
+{
+    if (a->n++ > 0)
+        PD_BUF_LIT(&a->buf, ",");
+}
+
+static void arr_text(pg_array_t *a, const char *s, size_t len)
+{
+    arr_sep(a);
+    PD_BUF_LIT(&a->buf, "\"");
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            pd_buf_put(&a->buf, s + run, i - run);
+            PD_BUF_LIT(&a->buf, "\\");
+            run = i;
+        }
+    }
+    pd_buf_put(&a->buf, s + run, len - run);
+    PD_BUF_LIT(&a->buf, "\"");
+}
+
+static void arr_int(pg_array_t *a, int64_t v)
+{
+    arr_sep(a);
+    pd_buf_int(&a->buf, v);
+}
+
+static void arr_null(pg_array_t *a)
+{
+    arr_sep(a);
+    PD_BUF_LIT(&a->buf, "NULL");
+}
+
+/* The shortest decimal text that reads back as d, so numeric sums are of what was sent. */
+static void arr_double(pg_array_t *a, double d)
+{
+    char tmp[40];
+    for (int precision = 15; precision <= 17; precision++) {
+        snprintf(tmp, sizeof(tmp), "%.*g", precision, d);
+        if (strtod(tmp, NULL) == d)
+            break;
+    }
+    arr_sep(a);
+    pd_buf_puts(&a->buf, tmp);
+}
+
+static const char *arr_end(pg_array_t *a)
+{
+    pd_buf_put(&a->buf, "}", 2); /* with the NUL libpq needs */
+    return a->buf.data;
+}
+
+int pd_store_create(const pd_store_config_t *cfg, pd_store_t **out)
+{
+    pd_store_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return PD_ENOMEM;
+    s->cfg = *cfg;
+    if (s->cfg.retry_budget_ms <= 0)
+        s->cfg.retry_budget_ms = 120000;
+    pd_detection_init(&s->det);
+    *out = s;
+    return PD_OK;
+}
+
+void pd_store_destroy(pd_store_t *store)
+{
+    if (store == NULL)
+        return;
+    pd_db_destroy(store->db);
+    pd_detection_close(&store->det);
+    pd_buf_close(&store->chars);
+    for (int i = 0; i < 2; i++)
+        pd_buf_close(&store->keys[i].buf);
+    for (int i = 0; i < A_COUNT; i++)
+        pd_buf_close(&store->occ[i].buf);
+    free(store->found);
+    free(store);
+}
+
+const pd_store_stats_t *pd_store_stats(const pd_store_t *store)
+{
+    return &store->stats;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(double ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+                          .tv_nsec = (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
+    nanosleep(&ts, NULL);
+}
+
+/* Connects and prepares the statements, unless already connected. */
+static int ensure_connected(pd_store_t *s, pd_error_t *err)
+{
+    if (s->db != NULL && PQstatus(pd_db_conn(s->db)) == CONNECTION_OK)
+        return PD_OK;
+    pd_db_destroy(s->db);
+    s->db = NULL;
+    int rc = pd_db_connect(s->cfg.conninfo, &s->db, err);
+    if (rc < 0)
+        return rc;
+    static const struct {
+        const char *name, *sql;
+        int nparams;
+    } statements[] = {
+        {"pd_claim", SQL_CLAIM, 3},
+        {"pd_patterns", SQL_PATTERNS, 11},
+        {"pd_check", SQL_CHECK, 3},
+        {"pd_check_new", SQL_CHECK_NEW, 2},
+    };
+    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+        PGresult *res = PQprepare(pd_db_conn(s->db), statements[i].name, statements[i].sql,
+                                  statements[i].nparams, NULL);
+        int st = PQresultStatus(res);
+        if (st != PGRES_COMMAND_OK) {
+            rc = pd_db_classify(s->db, res);
+            pd_error_set(err, rc, 0, "", "preparing %s: %s", statements[i].name,
+                         PQresultErrorMessage(res));
+            pd_db_result_free(res);
+            return rc;
+        }
+        pd_db_result_free(res);
+    }
+    if (s->cfg.async_commit && (rc = pd_db_exec(s->db, "SET synchronous_commit = off", err)) < 0)
+        return rc;
+    return PD_OK;
+}
+
+static int run_prepared(pd_store_t *s, const char *name, int n, const char *const *params,
+                        PGresult **out, pd_error_t *err)
+{
+    PGresult *res = PQexecPrepared(pd_db_conn(s->db), name, n, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        if (out)
+            *out = res;
+        else
+            pd_db_result_free(res);
+        return PD_OK;
+    }
+    int rc = pd_db_classify(s->db, res);
+    pd_error_set(err, rc, 0, "", "%s: %s", name,
+                 res ? PQresultErrorMessage(res) : PQerrorMessage(pd_db_conn(s->db)));
+    pd_db_result_free(res);
+    return rc;
+}
+
+static int compare_found(const void *a, const void *b, void *arg)
+{
+    const pd_batch_t *batch = arg;
+    const pd_record_t *ra = &batch->records[((const found_t *)a)->record];
+    const pd_record_t *rb = &batch->records[((const found_t *)b)->record];
+    int c = strcmp(ra->tenant_id, rb->tenant_id);
+    if (c == 0)
+        c = strcmp(ra->workflow_id, rb->workflow_id);
+    if (c == 0) /* the same workflow twice: the first in input order wins */
+        c = ((const found_t *)a)->record < ((const found_t *)b)->record ? -1 : 1;
+    return c;
+}
+
+/*
+ * Merges the batch's duplicates (marking all but the first of each identity
+ * as PD_OUTCOME_DUPLICATE), sorts the distinct records into lock order and
+ * runs detection on them.  Done once per batch, before any attempt.
+ */
+static int prepare(pd_store_t *s, pd_batch_t *batch)
+{
+    if (batch->count > s->found_cap) {
+        found_t *grown = realloc(s->found, batch->count * sizeof(*grown));
+        if (grown == NULL)
+            return PD_ENOMEM;
+        s->found = grown;
+        s->found_cap = batch->count;
+    }
+    for (size_t i = 0; i < batch->count; i++)
+        s->found[i] = (found_t){.record = i};
+    qsort_r(s->found, batch->count, sizeof(found_t), compare_found, batch);
+
+    size_t n = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        const pd_record_t *r = &batch->records[s->found[i].record];
+        if (n > 0) {
+            const pd_record_t *prev = &batch->records[s->found[n - 1].record];
+            if (strcmp(prev->tenant_id, r->tenant_id) == 0 &&
+                strcmp(prev->workflow_id, r->workflow_id) == 0) {
+                batch->outcomes[s->found[i].record] = PD_OUTCOME_DUPLICATE;
+                continue;
+            }
+        }
+        s->found[n++] = s->found[i];
+    }
+    s->n_found = n;
+
+    pd_buf_reset(&s->chars);
+    arr_begin(&s->keys[0]);
+    arr_begin(&s->keys[1]);
+    for (size_t i = 0; i < n; i++) {
+        found_t *f = &s->found[i];
+        const pd_record_t *r = &batch->records[f->record];
+        if (pd_detect_record(r, &s->det) < 0)
+            return PD_ENOMEM;
+        f->n_patterns = s->det.n_patterns;
+        memcpy(f->patterns, s->det.patterns, sizeof(f->patterns));
+        f->chars_off = s->chars.len;
+        pd_jsonw_characteristics(&s->chars, &s->det, r);
+        f->chars_len = s->chars.len - f->chars_off;
+        arr_text(&s->keys[0], r->tenant_id, strlen(r->tenant_id));
+        arr_text(&s->keys[1], r->workflow_id, strlen(r->workflow_id));
+    }
+    arr_end(&s->keys[0]);
+    arr_end(&s->keys[1]);
+    return s->chars.failed || s->keys[0].buf.failed || s->keys[1].buf.failed ? PD_ENOMEM : PD_OK;
+}
+
+/* Marks found[ordinal - 1] new for every ordinal in column 0 of res. */
+static void mark_new(pd_store_t *s, const PGresult *res)
+{
+    for (size_t i = 0; i < s->n_found; i++)
+        s->found[i].is_new = false;
+    for (int row = 0; row < PQntuples(res); row++) {
+        long ordinal = strtol(PQgetvalue(res, row, 0), NULL, 10);
+        if (ordinal >= 1 && (size_t)ordinal <= s->n_found)
+            s->found[ordinal - 1].is_new = true;
+    }
+}
+
+static int compare_record_index(const void *a, const void *b)
+{
+    size_t x = ((const found_t *)a)->record, y = ((const found_t *)b)->record;
+    return x < y ? -1 : x > y;
+}
+
+/* Builds the PATTERNS arrays from the new records, in input order; returns the occurrence count. */
+static size_t build_occurrences(pd_store_t *s, const pd_batch_t *batch)
+{
+    for (int a = 0; a < A_COUNT; a++)
+        arr_begin(&s->occ[a]);
+    size_t rows = 0;
+    for (size_t i = 0; i < s->n_found; i++) {
+        const found_t *f = &s->found[i];
+        if (!f->is_new)
+            continue;
+        const pd_record_t *r = &batch->records[f->record];
+        for (int p = 0; p < f->n_patterns; p++) {
+            arr_text(&s->occ[A_TENANT], r->tenant_id, strlen(r->tenant_id));
+            arr_text(&s->occ[A_SIG], f->patterns[p], strlen(f->patterns[p]));
+            arr_text(&s->occ[A_WID], r->workflow_id, strlen(r->workflow_id));
+            arr_int(&s->occ[A_TOKENS], r->total_tokens);
+            arr_double(&s->occ[A_COST], r->cost);
+            arr_int(&s->occ[A_DUR], r->duration_ms);
+            arr_int(&s->occ[A_ERR], r->error_message.ptr != NULL && r->error_message.len > 0);
+            arr_int(&s->occ[A_RETRY], r->retry_count);
+            if (r->has_start_time)
+                arr_int(&s->occ[A_START], r->start_time_us);
+            else
+                arr_null(&s->occ[A_START]);
+            arr_text(&s->occ[A_CHARS], s->chars.data + f->chars_off, f->chars_len);
+            rows++;
+        }
+    }
+    for (int a = 0; a < A_COUNT; a++)
+        arr_end(&s->occ[a]);
+    return rows;
+}
+
+/* Fills outcomes and totals from the is_new flags. */
+static void settle(pd_store_t *s, pd_batch_t *batch)
+{
+    batch->total_patterns = 0;
+    for (size_t i = 0; i < s->n_found; i++) {
+        const found_t *f = &s->found[i];
+        batch->outcomes[f->record] = f->is_new ? PD_OUTCOME_PROCESSED : PD_OUTCOME_DUPLICATE;
+        if (f->is_new)
+            batch->total_patterns += f->n_patterns;
+    }
+}
+
+/*
+ * One transaction.  Returns 0 when the batch is committed (now or by an
+ * earlier attempt), else the classified error.
+ */
+static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
+{
+    char token[24];
+    snprintf(token, sizeof(token), "%lld", (long long)batch->token);
+    PGresult *res = NULL;
+    int rc;
+
+    if ((rc = ensure_connected(s, err)) < 0)
+        return rc;
+    if ((rc = pd_db_exec(s->db, "BEGIN", err)) < 0)
+        return rc;
+
+    if (batch->attempts > 1) {
+        /* Did an earlier attempt commit before its connection was lost? */
+        const char *check[] = {s->keys[0].buf.data, s->keys[1].buf.data, token};
+        if ((rc = run_prepared(s, "pd_check", 3, check, &res, err)) < 0)
+            goto rollback;
+        bool committed = PQntuples(res) > 0;
+        if (committed) {
+            mark_new(s, res);
+            pd_db_result_free(res);
+            res = NULL;
+            const char *check_new[] = {s->keys[0].buf.data, token};
+            if ((rc = run_prepared(s, "pd_check_new", 2, check_new, &res, err)) < 0)
+                goto rollback;
+            batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+            pd_db_result_free(res);
+            settle(s, batch);
+            return pd_db_exec(s->db, "COMMIT", err);
+        }
+        pd_db_result_free(res);
+        res = NULL;
+    }
+
+    const char *claim[] = {s->keys[0].buf.data, s->keys[1].buf.data, token};
+    if ((rc = run_prepared(s, "pd_claim", 3, claim, &res, err)) < 0)
+        goto rollback;
+    mark_new(s, res);
+    pd_db_result_free(res);
+    res = NULL;
+
+    batch->new_patterns = 0;
+    /* Occurrences go in input order, so the first record of a new pattern is its typical input. */
+    qsort(s->found, s->n_found, sizeof(found_t), compare_record_index);
+    size_t rows = build_occurrences(s, batch);
+    qsort_r(s->found, s->n_found, sizeof(found_t), compare_found, batch);
+    for (int a = 0; a < A_COUNT; a++) {
+        if (s->occ[a].buf.failed) {
+            rc = pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+            goto rollback;
+        }
+    }
+    if (rows > 0) {
+        const char *params[11];
+        for (int a = 0; a < A_COUNT; a++)
+            params[a] = s->occ[a].buf.data;
+        params[10] = token;
+        if ((rc = run_prepared(s, "pd_patterns", 11, params, &res, err)) < 0)
+            goto rollback;
+        batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        pd_db_result_free(res);
+        res = NULL;
+    }
+
+    double t0 = now_ms();
+    if ((rc = pd_db_exec(s->db, "COMMIT", err)) < 0)
+        return rc;
+    batch->commit_ms = now_ms() - t0;
+    settle(s, batch);
+    return PD_OK;
+
+rollback:
+    pd_db_result_free(res);
+    if (rc != PD_ECONN)
+        pd_db_exec(s->db, "ROLLBACK", NULL);
+    return rc;
+}
+
+/* A random delay in [ms/2, ms], so that workers that failed together do not retry together. */
+static double jitter(double ms)
+{
+    return ms / 2 + (double)randombytes_uniform(1000) / 1000.0 * ms / 2;
+}
+
+int pd_store_write(pd_store_t *store, pd_batch_t *batch)
+{
+    pd_error_t err = {0};
+    int rc = prepare(store, batch);
+    double started = now_ms(), backoff = 50;
+
+    batch->attempts = 0;
+    while (rc == PD_OK) {
+        batch->attempts++;
+        rc = attempt(store, batch, &err);
+        if (rc == PD_OK)
+            break;
+        if (rc != PD_ERETRY && rc != PD_ECONN)
+            break; /* not transient: retrying would fail the same way */
+        store->stats.retries++;
+        if (now_ms() - started > store->cfg.retry_budget_ms)
+            break;
+        if (rc == PD_ECONN) {
+            pd_db_destroy(store->db);
+            store->db = NULL;
+            store->stats.reconnects++;
+            sleep_ms(jitter(backoff));
+            backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+        } else {
+            sleep_ms(jitter(20));
+        }
+        rc = PD_OK;
+    }
+    batch->rc = rc;
+    if (rc < 0) {
+        store->stats.db_errors++;
+        batch->err = err;
+        if (rc == PD_ENOMEM && err.message[0] == '\0')
+            pd_error_set(&batch->err, rc, 0, "", "out of memory");
+        /* Nothing of the batch was committed, its in-batch duplicates included. */
+        for (size_t i = 0; i < batch->count; i++)
+            batch->outcomes[i] = PD_OUTCOME_ERROR;
+    }
+    return rc;
+}

@@ -1,0 +1,261 @@
+/* Test helpers; see support.h. */
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *pdt_data(const char *name)
+{
+    static char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", PD_TEST_DATA, name);
+    return path;
+}
+
+char *pdt_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+char *pdt_run(const char *cmdline, int *status)
+{
+    FILE *p = popen(cmdline, "r");
+    cr_assert_not_null(p, "cannot run %s", cmdline);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    if (status)
+        *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return buf;
+}
+
+const char *pdt_binary(void)
+{
+    return PD_BINARY;
+}
+
+static const char *base_url(void)
+{
+    const char *url = getenv("PD_TEST_DATABASE_URL");
+    cr_assert_not_null(url, "PD_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, "
+                            "which starts a throwaway PostgreSQL");
+    return url;
+}
+
+char *pdt_new_database(void)
+{
+    static int counter;
+    const char *base = base_url();
+    char name[64], sql[128];
+    snprintf(name, sizeof(name), "pdt_%d_%d", (int)getpid(), counter++);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+    pdt_sql_exec(base, sql);
+    const char *slash = strrchr(base, '/');
+    cr_assert_not_null(slash);
+    size_t prefix = (size_t)(slash - base) + 1;
+    char *url = malloc(prefix + strlen(name) + 1);
+    memcpy(url, base, prefix);
+    strcpy(url + prefix, name);
+    return url;
+}
+
+static PGconn *connect_or_fail(const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "cannot connect to %s: %s", url, PQerrorMessage(c));
+    return c;
+}
+
+char *pdt_sql_value(const char *url, const char *sql)
+{
+    PGconn *c = connect_or_fail(url);
+    PGresult *r = PQexec(c, sql);
+    cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    char *v = NULL;
+    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+void pdt_sql_exec(const char *url, const char *sql)
+{
+    PGconn *c = connect_or_fail(url);
+    PGresult *r = PQexec(c, sql);
+    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+              "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+size_t pdt_count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+char *pdt_new_migrated_database(void)
+{
+    char *url = pdt_new_database();
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' migrate --db '%s' 2>&1", pdt_binary(), url);
+    int status;
+    char *out = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0, "migrate failed: %s", out);
+    free(out);
+    return url;
+}
+
+char *pdt_ingest(const char *url, const char *args, int *status)
+{
+    size_t n = strlen(url) + strlen(args) + 4096;
+    char *cmd = malloc(n);
+    snprintf(cmd, n, "'%s' ingest --quiet --db '%s' %s", pdt_binary(), url, args);
+    char *out = pdt_run(cmd, status);
+    free(cmd);
+    return out;
+}
+
+long pdt_summary_value(const char *output, const char *key)
+{
+    const char *last = output, *p;
+    size_t len = strlen(output);
+    while (len > 0 && output[len - 1] == '\n')
+        len--;
+    for (p = output; p < output + len; p++) {
+        if (*p == '\n')
+            last = p + 1;
+    }
+    json_error_t jerr;
+    json_t *o = json_loadb(last, (size_t)(output + len - last), 0, &jerr);
+    cr_assert_not_null(o, "the last line of ingest's output is not JSON: %s", output);
+    json_t *v = json_object_get(o, key);
+    cr_assert(json_is_integer(v), "summary has no integer %s: %s", key, output);
+    long r = (long)json_integer_value(v);
+    json_decref(o);
+    return r;
+}
+
+static bool close_enough(double got, double want)
+{
+    double scale = fabs(want) > 1e-12 ? fabs(want) : 1.0;
+    return fabs(got - want) / scale <= 1e-6;
+}
+
+void pdt_assert_patterns_match(const char *url, const char *expected_path)
+{
+    PGconn *c = connect_or_fail(url);
+    PGresult *r = PQexec(c, "SELECT tenant_id, pattern_signature, pattern_type, occurrence_count,"
+                            " avg_tokens_with_llm, avg_cost_with_llm, avg_tokens_with_tool,"
+                            " avg_cost_with_tool, confidence_score, potential_monthly_savings"
+                            " FROM operation_patterns"
+                            " ORDER BY tenant_id COLLATE \"C\", pattern_signature COLLATE \"C\"");
+    cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+
+    char *want = pdt_read_file(expected_path, NULL);
+    cr_assert_not_null(want);
+    int row = 0;
+    for (char *line = strtok(want, "\n"); line != NULL; line = strtok(NULL, "\n"), row++) {
+        json_error_t jerr;
+        json_t *e = json_loads(line, 0, &jerr);
+        cr_assert_not_null(e);
+        cr_assert_lt(row, PQntuples(r), "only %d pattern rows, expected more (next: %s)",
+                     PQntuples(r), line);
+        const char *tenant = json_string_value(json_object_get(e, "tenant_id"));
+        const char *sig = json_string_value(json_object_get(e, "pattern_signature"));
+        cr_assert_str_eq(PQgetvalue(r, row, 0), tenant, "row %d", row);
+        cr_assert_str_eq(PQgetvalue(r, row, 1), sig, "row %d", row);
+        cr_assert_str_eq(PQgetvalue(r, row, 2),
+                         json_string_value(json_object_get(e, "pattern_type")), "%s", sig);
+        static const struct {
+            int col;
+            const char *key;
+            bool exact;
+        } checks[] = {
+            {3, "occurrence_count", true},           {4, "avg_tokens_with_llm", true},
+            {5, "avg_cost_with_llm", false},         {6, "avg_tokens_with_tool", true},
+            {7, "avg_cost_with_tool", false},        {8, "confidence_score", true},
+            {9, "potential_monthly_savings", false},
+        };
+        for (size_t k = 0; k < sizeof(checks) / sizeof(checks[0]); k++) {
+            double got = strtod(PQgetvalue(r, row, checks[k].col), NULL);
+            double exp = json_number_value(json_object_get(e, checks[k].key));
+            if (checks[k].exact)
+                cr_assert(got == exp, "%s %s %s: got %s, expected %g", tenant, sig, checks[k].key,
+                          PQgetvalue(r, row, checks[k].col), exp);
+            else
+                cr_assert(close_enough(got, exp), "%s %s %s: got %s, expected %.9g", tenant, sig,
+                          checks[k].key, PQgetvalue(r, row, checks[k].col), exp);
+        }
+        json_decref(e);
+    }
+    cr_assert_eq(PQntuples(r), row, "%d pattern rows, expected %d", PQntuples(r), row);
+    free(want);
+    PQclear(r);
+    PQfinish(c);
+}
+
+char *pdt_tables_digest(const char *url)
+{
+    return pdt_sql_value(
+        url,
+        "SELECT concat_ws(' ',"
+        " (SELECT md5(string_agg(concat_ws('|', tenant_id, pattern_signature, pattern_type,"
+        "   occurrence_count, sum_tokens, sum_cost, duration_n, sum_duration_ms,"
+        "   sum_duration_ms_sq, error_n, sum_retry, first_event_at, last_event_at,"
+        "   avg_tokens_with_llm, avg_cost_with_llm, potential_monthly_savings, confidence_score),"
+        "   E'\\n' ORDER BY tenant_id COLLATE \"C\", pattern_signature COLLATE \"C\"))"
+        "  FROM operation_patterns),"
+        " (SELECT md5(string_agg(concat_ws('|', o.tenant_id, p.pattern_signature, o.workflow_id,"
+        "   o.matched_characteristics::text), E'\\n' ORDER BY o.tenant_id COLLATE \"C\","
+        "   p.pattern_signature COLLATE \"C\", o.workflow_id COLLATE \"C\"))"
+        "  FROM pattern_occurrences o JOIN operation_patterns p"
+        "  ON p.tenant_id = o.tenant_id AND p.id = o.pattern_id),"
+        " (SELECT count(*) FROM pattern_occurrences),"
+        " (SELECT md5(string_agg(tenant_id || '|' || workflow_id, E'\\n' ORDER BY"
+        "   tenant_id COLLATE \"C\", workflow_id COLLATE \"C\")) FROM workflows),"
+        " (SELECT count(*) FROM workflows))");
+}
+
+void pdt_write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "cannot write %s", path);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    cr_assert_eq(fclose(f), 0);
+}

@@ -1,0 +1,70 @@
+/*
+ * Helpers shared by the Criterion tests: running the patternd binary,
+ * creating a fresh database on the throwaway cluster that scripts/test.sh
+ * started (its URL is in $PD_TEST_DATABASE_URL), and reading results back.
+ */
+#ifndef PD_TEST_SUPPORT_H
+#define PD_TEST_SUPPORT_H
+
+#include <stddef.h>
+
+/* Path of a file under tests/data; static storage, valid until the next call. */
+const char *pdt_data(const char *name);
+
+/* Reads a whole file; malloc'd, NUL-terminated; NULL when unreadable. */
+char *pdt_read_file(const char *path, size_t *len);
+
+/*
+ * Runs a shell command line and captures its standard output (malloc'd).
+ * *status receives the exit status (or 128+signal).  stderr is left alone.
+ */
+char *pdt_run(const char *cmdline, int *status);
+
+/* The patternd binary under test. */
+const char *pdt_binary(void);
+
+/*
+ * Creates a new, empty database on the test cluster and returns its URL
+ * (malloc'd).  Fails the test when the cluster is not there.
+ */
+char *pdt_new_database(void);
+
+/* First column of the first row of sql, or NULL; malloc'd. Fails the test on error. */
+char *pdt_sql_value(const char *url, const char *sql);
+
+/* Runs sql (any number of statements); fails the test on error. */
+void pdt_sql_exec(const char *url, const char *sql);
+
+/* Number of lines in s. */
+size_t pdt_count_lines(const char *s);
+
+/* A new database with the schema migrated; URL malloc'd. */
+char *pdt_new_migrated_database(void);
+
+/*
+ * Runs `patternd ingest --quiet --db URL <args>` and returns its standard
+ * output (malloc'd); *status gets the exit status.
+ */
+char *pdt_ingest(const char *url, const char *args, int *status);
+
+/* The JSON summary (the last line of ingest's output): the integer under key, or -1. */
+long pdt_summary_value(const char *output, const char *key);
+
+/*
+ * Fails the test unless operation_patterns holds exactly the rows of the
+ * expected NDJSON file (counts, signatures, types, token averages and
+ * confidence exactly; costs and savings to a relative 1e-6).
+ */
+void pdt_assert_patterns_match(const char *url, const char *expected_path);
+
+/*
+ * A digest of everything ingest writes that must not depend on timing: the
+ * pattern statistics and running sums, the occurrences, the workflows.
+ * Two databases that ingested the same records agree on it.  malloc'd.
+ */
+char *pdt_tables_digest(const char *url);
+
+/* Writes a file; fails the test on error. */
+void pdt_write_file(const char *path, const char *data, size_t len);
+
+#endif

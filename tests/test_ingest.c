@@ -1,0 +1,303 @@
+/*
+ * `patternd ingest` and `patternd report` against the throwaway PostgreSQL:
+ * the reference's statistics, exactly once whatever the workers, order,
+ * repetitions or processes, and bad input accounted for line by line.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static char *sample(void)
+{
+    return strdup(pdt_data("sample-600.ndjson"));
+}
+
+Test(ingest, sample_one_worker_matches_reference)
+{
+    char *url = pdt_new_migrated_database();
+    char args[4096];
+    char *file = sample();
+    snprintf(args, sizeof(args), "--workers 1 '%s'", file);
+    int status;
+    char *out = pdt_ingest(url, args, &status);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert_eq(pdt_summary_value(out, "total_workflows"), 600);
+    cr_assert_eq(pdt_summary_value(out, "processed"), 600);
+    cr_assert_eq(pdt_summary_value(out, "duplicates"), 0);
+    cr_assert_eq(pdt_summary_value(out, "errors"), 0);
+    cr_assert_eq(pdt_summary_value(out, "new_patterns"), 104);
+    pdt_assert_patterns_match(url, pdt_data("sample-600.patterns.ndjson"));
+    free(out);
+    free(file);
+    free(url);
+}
+
+Test(ingest, sample_eight_workers_small_batches_matches_reference)
+{
+    char *url = pdt_new_migrated_database();
+    char args[4096];
+    char *file = sample();
+    snprintf(args, sizeof(args), "--workers 8 --batch 7 '%s'", file);
+    int status;
+    char *out = pdt_ingest(url, args, &status);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert_eq(pdt_summary_value(out, "processed"), 600);
+    cr_assert_eq(pdt_summary_value(out, "new_patterns"), 104);
+    pdt_assert_patterns_match(url, pdt_data("sample-600.patterns.ndjson"));
+    free(out);
+    free(file);
+    free(url);
+}
+
+Test(ingest, same_file_twice_counts_once)
+{
+    char *url = pdt_new_migrated_database();
+    char args[4096];
+    char *file = sample();
+    snprintf(args, sizeof(args), "--workers 4 --batch 50 '%s'", file);
+    int status;
+    free(pdt_ingest(url, args, &status));
+    cr_assert_eq(status, 0);
+    char *digest = pdt_tables_digest(url);
+    char *out = pdt_ingest(url, args, &status);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert_eq(pdt_summary_value(out, "processed"), 0);
+    cr_assert_eq(pdt_summary_value(out, "duplicates"), 600);
+    cr_assert_eq(pdt_summary_value(out, "new_patterns"), 0);
+    char *again = pdt_tables_digest(url);
+    cr_assert_str_eq(digest, again);
+    pdt_assert_patterns_match(url, pdt_data("sample-600.patterns.ndjson"));
+    free(again);
+    free(digest);
+    free(out);
+    free(file);
+    free(url);
+}
+
+Test(ingest, shuffled_input_gives_same_statistics)
+{
+    char *url = pdt_new_migrated_database();
+    char path[] = "/tmp/pd-shuffled-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    char cmd[4096];
+    /* A fixed random source keeps the shuffle, and so the test, reproducible. */
+    snprintf(cmd, sizeof(cmd), "shuf --random-source=<(yes patternd) '%s' > '%s'",
+             pdt_data("sample-600.ndjson"), path);
+    char bash[4200];
+    snprintf(bash, sizeof(bash), "bash -c \"%s\"", cmd);
+    cr_assert_eq(system(bash), 0);
+    char args[4096];
+    snprintf(args, sizeof(args), "--workers 3 --batch 13 '%s'", path);
+    int status;
+    char *out = pdt_ingest(url, args, &status);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert_eq(pdt_summary_value(out, "processed"), 600);
+    pdt_assert_patterns_match(url, pdt_data("sample-600.patterns.ndjson"));
+    unlink(path);
+    free(out);
+    free(url);
+}
+
+Test(ingest, two_processes_on_the_same_file_count_once)
+{
+    char *url = pdt_new_migrated_database();
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd),
+             "for i in 1 2; do '%s' ingest --quiet --db '%s' --workers 4 --batch 20 '%s' | "
+             "tail -n 1 & done; wait",
+             pdt_binary(), url, pdt_data("sample-600.ndjson"));
+    int status;
+    char *out = pdt_run(cmd, &status);
+    cr_assert_eq(pdt_count_lines(out), 2, "%s", out);
+    char *second = strchr(out, '\n') + 1;
+    long processed = pdt_summary_value(second, "processed");
+    long duplicates = pdt_summary_value(second, "duplicates");
+    second[-1] = '\0';
+    processed += pdt_summary_value(out, "processed");
+    duplicates += pdt_summary_value(out, "duplicates");
+    cr_assert_eq(processed, 600, "processed %ld", processed);
+    cr_assert_eq(duplicates, 600, "duplicates %ld", duplicates);
+    pdt_assert_patterns_match(url, pdt_data("sample-600.patterns.ndjson"));
+    free(out);
+    free(url);
+}
+
+Test(ingest, unreachable_database_fails_with_message)
+{
+    int status;
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "'%s' ingest --quiet --db 'postgresql://postgres@127.0.0.1:1/x' '%s' 2>&1",
+             pdt_binary(), pdt_data("sample-600.ndjson"));
+    char *out = pdt_run(cmd, &status);
+    cr_assert_eq(status, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "cannot connect to PostgreSQL"), "%s", out);
+    free(out);
+}
+
+Test(ingest, unmigrated_database_is_refused)
+{
+    char *url = pdt_new_database();
+    int status;
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' ingest --quiet --db '%s' '%s' 2>&1", pdt_binary(), url,
+             pdt_data("sample-600.ndjson"));
+    char *out = pdt_run(cmd, &status);
+    cr_assert_eq(status, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "patternd migrate"), "%s", out);
+    free(out);
+    free(url);
+}
+
+/* Appends one line to a growing buffer. */
+static void add_line(char **buf, size_t *len, const char *line, size_t n)
+{
+    *buf = realloc(*buf, *len + n + 2);
+    memcpy(*buf + *len, line, n);
+    *len += n;
+    (*buf)[(*len)++] = '\n';
+    (*buf)[*len] = '\0';
+}
+
+Test(ingest, bad_input_is_rejected_line_by_line_and_good_records_committed)
+{
+    char *url = pdt_new_migrated_database();
+    char *good = pdt_read_file(pdt_data("sample-600.ndjson"), NULL);
+    char *buf = NULL;
+    size_t len = 0;
+
+    static const char nul_line[] = "{\"workflow_id\": \"nul\", \"nl_input\": \"a\0b\"}";
+    static const char *const bad[] = {
+        "{\"workflow_id\": \"broken\", ",                                   /* invalid JSON */
+        "[\"not\", \"an\", \"object\"]",                                    /* not an object */
+        "{\"nl_input\": \"no id\"}",                                        /* no usable id */
+        "{\"workflow_id\": \"w\", \"duration_seconds\": \"12\"}",           /* wrong type */
+        "{\"workflow_id\": \"w\", \"total_tokens\": -5}",                   /* negative */
+        "{\"workflow_id\": \"w\", \"total_tokens\": 99999999999999999999}", /* beyond 64 bits */
+        "{\"workflow_id\": \"w\", \"start_time\": \"last tuesday\"}",       /* bad time */
+        "{\"workflow_id\": \"w\", \"tenant_id\": \"bad tenant!\"}",         /* bad tenant */
+        "{\"workflow_id\": \"w\", \"nl_input\": \"caf\xc3\x28\"}",          /* invalid UTF-8 */
+        "{\"workflow_id\": \"w\"} trailing",                                /* garbage */
+    };
+    size_t n_bad = sizeof(bad) / sizeof(bad[0]);
+    long expected_rejects[32];
+    size_t n_expected = 0;
+    long line_no = 0;
+
+    /* Good records with a bad one after every 40th, then the long and NUL lines. */
+    size_t good_count = 0, b = 0;
+    for (char *line = strtok(good, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        add_line(&buf, &len, line, strlen(line));
+        line_no++;
+        good_count++;
+        if (good_count % 40 == 0 && b < n_bad) {
+            add_line(&buf, &len, bad[b], strlen(bad[b]));
+            expected_rejects[n_expected++] = ++line_no;
+            b++;
+        }
+    }
+    cr_assert_eq(b, n_bad);
+    add_line(&buf, &len, nul_line, sizeof(nul_line) - 1);
+    expected_rejects[n_expected++] = ++line_no;
+    {
+        /* 5 MiB of one record: over the 1 MiB limit. */
+        size_t big = 5 * 1024 * 1024;
+        char *huge = malloc(big + 64);
+        int h = snprintf(huge, 64, "{\"workflow_id\": \"huge\", \"nl_input\": \"");
+        memset(huge + h, 'x', big);
+        memcpy(huge + h + big, "\"}", 2);
+        add_line(&buf, &len, huge, (size_t)h + big + 2);
+        expected_rejects[n_expected++] = ++line_no;
+        free(huge);
+    }
+    add_line(&buf, &len, "", 0); /* a blank line is skipped, not rejected */
+    line_no++;
+
+    char input[] = "/tmp/pd-bad-XXXXXX";
+    int fd = mkstemp(input);
+    close(fd);
+    pdt_write_file(input, buf, len);
+    char rejects[] = "/tmp/pd-rejects-XXXXXX";
+    fd = mkstemp(rejects);
+    close(fd);
+
+    char args[4096];
+    snprintf(args, sizeof(args), "--workers 2 --batch 64 --rejects '%s' '%s'", rejects, input);
+    int status;
+    char *out = pdt_ingest(url, args, &status);
+    cr_assert_eq(status, 0, "rejections are not failures: %s", out);
+    cr_assert_eq(pdt_summary_value(out, "total_workflows"), (long)(good_count + n_expected));
+    cr_assert_eq(pdt_summary_value(out, "processed"), (long)good_count);
+    cr_assert_eq(pdt_summary_value(out, "rejected"), (long)n_expected);
+    cr_assert_eq(pdt_summary_value(out, "errors"), 0);
+    char *committed = pdt_sql_value(url, "SELECT count(*) FROM workflows");
+    char expected_count[32];
+    snprintf(expected_count, sizeof(expected_count), "%zu", good_count);
+    cr_assert_str_eq(committed, expected_count);
+
+    /* Every bad line is in the rejects file, with its line number and a reason. */
+    char *rej = pdt_read_file(rejects, NULL);
+    cr_assert_eq(pdt_count_lines(rej), n_expected, "%s", rej);
+    cr_assert_not_null(strstr(rej, "\"field\": \"total_tokens\""));
+    cr_assert_not_null(strstr(rej, "\"field\": \"start_time\""));
+    cr_assert_not_null(strstr(rej, "exceeds the maximum"));
+    size_t i = 0;
+    for (char *line = strtok(rej, "\n"); line != NULL; line = strtok(NULL, "\n"), i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "\"line\": %ld,", expected_rejects[i]);
+        cr_assert_not_null(strstr(line, needle), "reject %zu lacks %s: %.300s", i, needle, line);
+        cr_assert_not_null(strstr(line, "\"error\": \""), "%.300s", line);
+    }
+
+    unlink(input);
+    unlink(rejects);
+    free(rej);
+    free(committed);
+    free(out);
+    free(buf);
+    free(good);
+    free(url);
+}
+
+Test(report, ranks_candidates_by_savings)
+{
+    char *url = pdt_new_migrated_database();
+    char args[4096];
+    snprintf(args, sizeof(args), "'%s'", pdt_data("sample-600.ndjson"));
+    int status;
+    free(pdt_ingest(url, args, &status));
+    cr_assert_eq(status, 0);
+
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' report --db '%s' --top 3 --format csv", pdt_binary(), url);
+    char *csv = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0);
+    cr_assert_eq(pdt_count_lines(csv), 4, "%s", csv);
+    char *top = pdt_sql_value(url, "SELECT tenant_id || ',' || pattern_signature FROM "
+                                   "operation_patterns ORDER BY potential_monthly_savings DESC "
+                                   "LIMIT 1");
+    cr_assert_not_null(strstr(strchr(csv, '\n') + 1, top), "first row is not %s: %s", top, csv);
+
+    snprintf(cmd, sizeof(cmd), "'%s' report --db '%s' --tenant tenant-01 --top 0 --format json",
+             pdt_binary(), url);
+    char *json = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0);
+    char *n = pdt_sql_value(url, "SELECT count(*) FROM operation_patterns WHERE tenant_id = "
+                                 "'tenant-01'");
+    size_t rows = 0;
+    for (const char *p = json; (p = strstr(p, "\"pattern_signature\"")) != NULL; p++)
+        rows++;
+    cr_assert_eq((long)rows, strtol(n, NULL, 10), "%s", json);
+    cr_assert_null(strstr(json, "tenant-00"));
+    free(n);
+    free(json);
+    free(top);
+    free(csv);
+    free(url);
+}

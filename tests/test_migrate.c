@@ -1,0 +1,147 @@
+/*
+ * `patternd migrate` against the throwaway PostgreSQL: a fresh database, a
+ * re-run, two migrators at once, and a migration edited after it was applied.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+static int migrate(const char *url, const char *extra, char **out)
+{
+    char cmd[4096];
+    int status;
+    snprintf(cmd, sizeof(cmd), "'%s' migrate --db '%s' %s 2>&1", pdt_binary(), url, extra);
+    char *o = pdt_run(cmd, &status);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return status;
+}
+
+static char *schema_fingerprint(const char *url)
+{
+    return pdt_sql_value(url, "SELECT string_agg(table_name || '.' || column_name || ':' || "
+                              "data_type, ',' ORDER BY table_name, column_name) "
+                              "FROM information_schema.columns WHERE table_schema = 'public'");
+}
+
+Test(migrate, fresh_database_gets_every_table)
+{
+    char *url = pdt_new_database();
+    char *out;
+    cr_assert_eq(migrate(url, "", &out), 0, "%s", out);
+    char *tables = pdt_sql_value(url, "SELECT string_agg(tablename, ',' ORDER BY tablename) "
+                                      "FROM pg_tables WHERE schemaname = 'public'");
+    cr_assert_str_eq(tables, "operation_patterns,pattern_occurrences,schema_migrations,workflows");
+    char *keys = pdt_sql_value(url, "SELECT count(*) FROM pg_index i JOIN pg_class c ON "
+                                    "c.oid = i.indrelid JOIN pg_attribute a ON a.attrelid = c.oid "
+                                    "AND a.attnum = i.indkey[0] WHERE (i.indisprimary OR "
+                                    "i.indisunique) AND c.relname <> 'schema_migrations' "
+                                    "AND a.attname <> 'tenant_id' AND c.relnamespace = "
+                                    "'public'::regnamespace");
+    cr_assert_str_eq(keys, "0", "every primary/unique key must start with tenant_id");
+    free(keys);
+    free(tables);
+    free(out);
+    free(url);
+}
+
+Test(migrate, second_run_changes_nothing)
+{
+    char *url = pdt_new_database();
+    cr_assert_eq(migrate(url, "", NULL), 0);
+    char *before = schema_fingerprint(url);
+    char *count_before = pdt_sql_value(url, "SELECT count(*) FROM schema_migrations");
+    char *out;
+    cr_assert_eq(migrate(url, "", &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "0 applied now"), "%s", out);
+    char *after = schema_fingerprint(url);
+    char *count_after = pdt_sql_value(url, "SELECT count(*) FROM schema_migrations");
+    cr_assert_str_eq(before, after);
+    cr_assert_str_eq(count_before, count_after);
+    char *status_out;
+    cr_assert_eq(migrate(url, "--status", &status_out), 0, "%s", status_out);
+    cr_assert_not_null(strstr(status_out, "applied  0001_schema.sql"), "%s", status_out);
+    free(status_out);
+    free(out);
+    free(before);
+    free(after);
+    free(count_before);
+    free(count_after);
+    free(url);
+}
+
+Test(migrate, status_lists_pending_on_fresh_database)
+{
+    char *url = pdt_new_database();
+    char *out;
+    cr_assert_eq(migrate(url, "--status", &out), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "pending  0001_schema.sql"), "%s", out);
+    free(out);
+    free(url);
+}
+
+Test(migrate, concurrent_migrators_both_succeed_with_one_schema)
+{
+    char *url = pdt_new_database();
+    char cmd[8192];
+    /* Four migrators start together; each prints its exit status. */
+    snprintf(cmd, sizeof(cmd),
+             "for i in 1 2 3 4; do ('%s' migrate --db '%s' >/dev/null 2>&1; echo \"rc=$?\") & "
+             "done; wait",
+             pdt_binary(), url);
+    int status;
+    char *out = pdt_run(cmd, &status);
+    cr_assert_str_eq(out, "rc=0\nrc=0\nrc=0\nrc=0\n", "%s", out);
+    char *n = pdt_sql_value(url, "SELECT count(*) FROM schema_migrations");
+    char expected[16];
+    size_t files = 0;
+    char *listing = pdt_run("ls " PD_SOURCE_DIR "/migrations/*.sql", NULL);
+    files = pdt_count_lines(listing);
+    snprintf(expected, sizeof(expected), "%zu", files);
+    cr_assert_str_eq(n, expected);
+    char *tables = pdt_sql_value(url, "SELECT count(*) FROM pg_tables WHERE schemaname='public'");
+    cr_assert_str_eq(tables, "4");
+    free(tables);
+    free(listing);
+    free(n);
+    free(out);
+    free(url);
+}
+
+Test(migrate, edited_migration_is_refused)
+{
+    char *url = pdt_new_database();
+    char dir[] = "/tmp/pd-migrations-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[4096], extra[256];
+    snprintf(cmd, sizeof(cmd), "cp " PD_SOURCE_DIR "/migrations/*.sql %s/", dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(extra, sizeof(extra), "--dir %s", dir);
+    cr_assert_eq(migrate(url, extra, NULL), 0);
+
+    snprintf(cmd, sizeof(cmd), "echo '-- edited' >> %s/0001_schema.sql", dir);
+    cr_assert_eq(system(cmd), 0);
+    char *out;
+    int status = migrate(url, extra, &out);
+    cr_assert_neq(status, 0, "an edited migration must be refused");
+    cr_assert_not_null(strstr(out, "0001_schema.sql was changed after it was applied"), "%s", out);
+
+    /* A new file next to the edited one is not applied either. */
+    snprintf(cmd, sizeof(cmd),
+             "echo 'CREATE TABLE t_new (tenant_id text PRIMARY KEY);' > %s/9999_new.sql", dir);
+    cr_assert_eq(system(cmd), 0);
+    free(out);
+    cr_assert_neq(migrate(url, extra, &out), 0);
+    char *exists = pdt_sql_value(url, "SELECT to_regclass('t_new') IS NOT NULL");
+    cr_assert_str_eq(exists, "f");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    system(cmd);
+    free(exists);
+    free(out);
+    free(url);
+}

@@ -1,0 +1,209 @@
+/*
+ * Record validation (SPEC §1): one test per rejection class, each checking
+ * that the record is refused and that the error names the line and field.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd/record.h"
+#include "support.h"
+
+static int parse(const char *line, pd_record_t *rec, pd_error_t *err)
+{
+    return pd_record_parse(line, strlen(line), 7, NULL, rec, err);
+}
+
+static void assert_rejected(const char *line, const char *field, const char *words)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    int rc = parse(line, &rec, &err);
+    cr_assert_eq(rc, PD_EINVAL, "accepted: %s", line);
+    cr_assert_eq(err.line, 7);
+    cr_assert_str_eq(err.field, field, "field for %s", line);
+    cr_assert_not_null(strstr(err.message, words), "message '%s' lacks '%s'", err.message, words);
+}
+
+Test(record, accepts_full_record)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    const char *line = "{\"workflow_id\":\"w1\",\"tenant_id\":\"t-1\",\"nl_input\":\"Run tests\","
+                       "\"workflow_template\":\"adw_test\",\"error_message\":null,"
+                       "\"error_count\":2,\"duration_seconds\":12.3456,\"retry_count\":1,"
+                       "\"total_tokens\":1000,\"actual_cost_total\":0.5,"
+                       "\"start_time\":\"2026-10-21T13:06:23Z\",\"extra\":[1,2]}";
+    cr_assert_eq(parse(line, &rec, &err), PD_OK, "%s", err.message);
+    cr_assert_str_eq(rec.workflow_id, "w1");
+    cr_assert_str_eq(rec.tenant_id, "t-1");
+    cr_assert_str_eq(rec.nl_input.ptr, "Run tests");
+    cr_assert_null(rec.error_message.ptr);
+    cr_assert_eq(rec.duration_ms, 12346);
+    cr_assert_eq(rec.total_tokens, 1000);
+    cr_assert(rec.has_start_time);
+    cr_assert_eq(rec.start_time_us, 1792587983LL * 1000000);
+    pd_record_close(&rec);
+}
+
+Test(record, integer_id_is_stored_as_decimal_text)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    cr_assert_eq(parse("{\"id\": 4242}", &rec, &err), PD_OK);
+    cr_assert_str_eq(rec.workflow_id, "4242");
+    cr_assert(rec.workflow_id_is_int);
+    cr_assert_str_eq(rec.tenant_id, "default");
+    pd_record_close(&rec);
+}
+
+Test(record, empty_workflow_id_falls_back_to_id)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    cr_assert_eq(parse("{\"workflow_id\": \"\", \"id\": \"alias\"}", &rec, &err), PD_OK);
+    cr_assert_str_eq(rec.workflow_id, "alias");
+    pd_record_close(&rec);
+}
+
+Test(record, caller_tenant_applies_when_record_has_none)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    const char *line = "{\"workflow_id\": \"w\"}";
+    cr_assert_eq(pd_record_parse(line, strlen(line), 1, "acme", &rec, &err), PD_OK);
+    cr_assert_str_eq(rec.tenant_id, "acme");
+    pd_record_close(&rec);
+}
+
+Test(record, integral_real_counts_as_integer)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    cr_assert_eq(parse("{\"id\": \"w\", \"total_tokens\": 1234.0}", &rec, &err), PD_OK);
+    cr_assert_eq(rec.total_tokens, 1234);
+    pd_record_close(&rec);
+}
+
+Test(record, rejects_invalid_json)
+{
+    assert_rejected("{\"workflow_id\": \"w\",", "", "invalid JSON");
+}
+
+Test(record, rejects_trailing_garbage)
+{
+    assert_rejected("{\"workflow_id\": \"w\"} xyz", "", "invalid JSON");
+}
+
+Test(record, rejects_non_object)
+{
+    assert_rejected("[1, 2, 3]", "", "expected a JSON object");
+    assert_rejected("\"text\"", "", "expected a JSON object");
+}
+
+Test(record, rejects_missing_id)
+{
+    assert_rejected("{\"nl_input\": \"x\"}", "workflow_id", "no usable id");
+    assert_rejected("{\"workflow_id\": null, \"id\": \"\"}", "workflow_id", "no usable id");
+}
+
+Test(record, rejects_id_longer_than_256_bytes)
+{
+    char line[600];
+    char id[300];
+    memset(id, 'a', 257);
+    id[257] = '\0';
+    snprintf(line, sizeof(line), "{\"workflow_id\": \"%s\"}", id);
+    assert_rejected(line, "workflow_id", "longer than 256 bytes");
+    id[256] = '\0';
+    snprintf(line, sizeof(line), "{\"workflow_id\": \"%s\"}", id);
+    pd_record_t rec;
+    pd_error_t err;
+    cr_assert_eq(parse(line, &rec, &err), PD_OK, "256 bytes must be accepted");
+    pd_record_close(&rec);
+}
+
+Test(record, rejects_wrong_types)
+{
+    assert_rejected("{\"id\": \"w\", \"duration_seconds\": \"12\"}", "duration_seconds",
+                    "expected a number");
+    assert_rejected("{\"id\": \"w\", \"nl_input\": 5}", "nl_input", "expected a string");
+    assert_rejected("{\"id\": \"w\", \"total_tokens\": 2.5}", "total_tokens",
+                    "expected an integer");
+    assert_rejected("{\"id\": \"w\", \"retry_count\": true}", "retry_count", "expected an integer");
+    assert_rejected("{\"workflow_id\": 1.5}", "workflow_id", "expected a string or integer");
+    assert_rejected("{\"id\": \"w\", \"tenant_id\": 3}", "tenant_id", "expected a string");
+}
+
+Test(record, rejects_negative_numbers)
+{
+    assert_rejected("{\"id\": \"w\", \"total_tokens\": -1}", "total_tokens", "negative");
+    assert_rejected("{\"id\": \"w\", \"actual_cost_total\": -0.5}", "actual_cost_total",
+                    "negative");
+    assert_rejected("{\"id\": \"w\", \"duration_seconds\": -3}", "duration_seconds", "negative");
+}
+
+Test(record, rejects_numbers_beyond_64_bits)
+{
+    assert_rejected("{\"id\": \"w\", \"total_tokens\": 9223372036854775808}", "total_tokens",
+                    "out of range");
+    assert_rejected("{\"id\": \"w\", \"actual_cost_total\": 1e400}", "actual_cost_total",
+                    "out of range");
+}
+
+Test(record, rejects_duration_over_one_year)
+{
+    assert_rejected("{\"id\": \"w\", \"duration_seconds\": 31536000.5}", "duration_seconds",
+                    "one year");
+}
+
+Test(record, rejects_unparseable_start_time)
+{
+    assert_rejected("{\"id\": \"w\", \"start_time\": \"yesterday\"}", "start_time", "ISO-8601");
+    assert_rejected("{\"id\": \"w\", \"start_time\": \"2026-02-30T00:00:00Z\"}", "start_time",
+                    "ISO-8601");
+    assert_rejected("{\"id\": \"w\", \"start_time\": \"2026-10-21T25:00:00Z\"}", "start_time",
+                    "ISO-8601");
+}
+
+Test(record, rejects_invalid_tenant)
+{
+    assert_rejected("{\"id\": \"w\", \"tenant_id\": \"a b\"}", "tenant_id", "1-64 characters");
+    assert_rejected("{\"id\": \"w\", \"tenant_id\": \"\"}", "tenant_id", "1-64 characters");
+    char line[200], tenant[70];
+    memset(tenant, 't', 65);
+    tenant[65] = '\0';
+    snprintf(line, sizeof(line), "{\"id\": \"w\", \"tenant_id\": \"%s\"}", tenant);
+    assert_rejected(line, "tenant_id", "1-64 characters");
+}
+
+Test(record, rejects_invalid_utf8)
+{
+    assert_rejected("{\"id\": \"w\", \"nl_input\": \"caf\xc3\"}", "", "invalid JSON");
+    assert_rejected("{\"id\": \"w\", \"nl_input\": \"\xff\xfe\"}", "", "invalid JSON");
+}
+
+Test(record, rejects_nul_bytes)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    const char raw[] = "{\"id\": \"w\", \"nl_input\": \"a\0b\"}";
+    cr_assert_eq(pd_record_parse(raw, sizeof(raw) - 1, 3, NULL, &rec, &err), PD_EINVAL);
+    cr_assert_eq(err.line, 3);
+    assert_rejected("{\"id\": \"w\", \"nl_input\": \"a\\u0000b\"}", "nl_input", "NUL");
+}
+
+Test(timestamp, accepts_rfc3339_variants)
+{
+    int64_t us;
+    cr_assert_eq(pd_timestamp_parse("1970-01-01T00:00:00Z", 20, &us), 0);
+    cr_assert_eq(us, 0);
+    cr_assert_eq(pd_timestamp_parse("1970-01-01T01:00:00+01:00", 25, &us), 0);
+    cr_assert_eq(us, 0);
+    cr_assert_eq(pd_timestamp_parse("1970-01-01 00:00:01.5", 21, &us), 0);
+    cr_assert_eq(us, 1500000);
+    cr_assert_eq(pd_timestamp_parse("2024-02-29", 10, &us), 0);
+    cr_assert_eq(us, 1709164800LL * 1000000);
+    cr_assert_eq(pd_timestamp_parse("2023-02-29", 10, &us), PD_EINVAL);
+}
