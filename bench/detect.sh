@@ -17,6 +17,12 @@ set -euo pipefail
 
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
+# The command line as typed, for the report (quoting arguments with spaces).
+invocation="bench/$(basename "$0")"
+for arg in "$@"; do
+  case "$arg" in *[[:space:]]*) invocation+=" \"$arg\"" ;; *) invocation+=" $arg" ;; esac
+done
+
 count=1000000
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,8 +34,9 @@ done
 [[ "$count" =~ ^[0-9]+$ ]] && [ "$count" -ge 10 ] \
   || { echo "detect.sh: --count must be an integer >= 10" >&2; exit 2; }
 
-invocation="bench/detect.sh --count $count"
 cd "$(dirname "$0")/.."
+# Other work on the machine skews the numbers; the report says how busy it was.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 runs=3
 seed=1
 
@@ -85,6 +92,6 @@ printf '%s\n' "${rows[@]}"
 echo
 echo "Command: \`$invocation\`"
 echo "Generated with: \`build-bench/pd_gen --count $count --seed $seed\` (default 8 tenants); the $small-record input is its first $small lines"
-echo "Measured: \`/usr/bin/time -f '%e %M' taskset -c 0 build-bench/patternd detect FILE > /dev/null\`"
+echo "Measured: \`/usr/bin/time -f '%e %M' taskset -c 0 build-bench/patternd detect FILE > /dev/null\` (wall time resolution 0.01 s)"
 echo "Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "Machine: nproc=$(nproc), CPU: ${cpu:-unknown}"
+echo "Machine: nproc=$(nproc), CPU: ${cpu:-unknown}; load average (1/5/15 min) before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -164,20 +164,21 @@ static const struct needle nl_needles[NL_NEEDLE_COUNT] = {NL_NEEDLES(NEEDLE_TEXT
 static const struct needle te_needles[TE_NEEDLE_COUNT] = {TE_NEEDLES(NEEDLE_TEXT)};
 
 /* The two lists, in the order of pd_detection_t.needle_index. */
+enum { NL_LIST, TE_LIST };
 static const struct {
     const struct needle *needles;
     int count;
     uint64_t short_ones; /* the needles of fewer than three bytes */
 } needle_lists[2] = {
-    {nl_needles, NL_NEEDLE_COUNT, NL_NEEDLES(NEEDLE_IF_SHORT) 0},
-    {te_needles, TE_NEEDLE_COUNT, TE_NEEDLES(NEEDLE_IF_SHORT) 0},
+    [NL_LIST] = {nl_needles, NL_NEEDLE_COUNT, NL_NEEDLES(NEEDLE_IF_SHORT) 0},
+    [TE_LIST] = {te_needles, TE_NEEDLE_COUNT, TE_NEEDLES(NEEDLE_IF_SHORT) 0},
 };
 
 /* The needle behind each of pd_detect_keywords, in the same order. */
 static const enum nl_needle keyword_needles[PD_KEYWORD_COUNT] = {
-    N_TEST,   N_PYTEST,   N_VITEST, N_JEST,   N_BUILD,  N_TYPECHECK, N_COMPILE,
-    N_FORMAT, N_LINT,     N_UPDATE, N_INSTALL, N_DEPLOY, N_RUN,       N_BACKEND,
-    N_FRONTEND, N_SERVER, N_CLIENT, N_API,    N_UI};
+    N_TEST,     N_PYTEST, N_VITEST, N_JEST,    N_BUILD,  N_TYPECHECK, N_COMPILE,
+    N_FORMAT,   N_LINT,   N_UPDATE, N_INSTALL, N_DEPLOY, N_RUN,       N_BACKEND,
+    N_FRONTEND, N_SERVER, N_CLIENT, N_API,     N_UI};
 
 /* A lower-cased text and the needles of its list that it contains. */
 struct haystack {
@@ -193,6 +194,7 @@ static bool has(const struct haystack *h, int needle)
 
 /* ---- Bytes and code points --------------------------------------------------- */
 
+/* \w among ASCII: [A-Za-z0-9_]. */
 static bool ascii_word(unsigned char c)
 {
     return (unsigned)((c | 0x20) - 'a') < 26 || (unsigned)(c - '0') < 10 || c == '_';
@@ -379,6 +381,14 @@ static size_t utf8_size(int32_t cp)
     return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
 }
 
+/* Python's lower() of one code point other than U+0130, which becomes two. */
+static int32_t lower_code_point(int32_t cp)
+{
+    if (cp < 0x80)
+        return cp + ((unsigned)(cp - 'A') < 26 ? 'a' - 'A' : 0);
+    return utf8proc_tolower(cp);
+}
+
 /* Bytes of s.lower() of a text that is not all ASCII. */
 static size_t lowered_size(const char *s, size_t len)
 {
@@ -391,7 +401,7 @@ static size_t lowered_size(const char *s, size_t len)
         else if (cp == 0x130)
             size += 3;
         else
-            size += utf8_size(utf8proc_tolower(cp));
+            size += utf8_size(lower_code_point(cp));
     }
     return size;
 }
@@ -409,8 +419,10 @@ static size_t lower_unicode(const char *s, size_t len, char *out)
             /* LATIN CAPITAL LETTER I WITH DOT ABOVE: "i" + COMBINING DOT ABOVE. */
             memcpy(out + n, "i\xcc\x87", 3);
             n += 3;
+        } else if (cp < 0x80) {
+            out[n++] = (char)lower_code_point(cp);
         } else {
-            n += (size_t)utf8proc_encode_char(utf8proc_tolower(cp), (utf8proc_uint8_t *)out + n);
+            n += (size_t)utf8proc_encode_char(lower_code_point(cp), (utf8proc_uint8_t *)out + n);
         }
         i += step;
     }
@@ -435,7 +447,21 @@ static void count_unicode(const char *s, size_t len, int64_t *code_points, int64
 
 /* ---- Finding needles --------------------------------------------------------- */
 
-/* The offset of the first needle in s at or after from, or NOT_FOUND. */
+/*
+ * Is the needle (n bytes) at the start of s (len bytes)?  Needles are short:
+ * a loop costs less than a call to memcmp.
+ */
+static bool starts_with(const char *s, size_t len, const char *needle, size_t n)
+{
+    if (n > len)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != needle[i])
+            return false;
+    return true;
+}
+
+/* The offset of the first needle (n > 0 bytes) in s at or after from, or NOT_FOUND. */
 static size_t find(const char *s, size_t len, size_t from, const char *needle, size_t n)
 {
     if (from > len || len - from < n)
@@ -446,29 +472,23 @@ static size_t find(const char *s, size_t len, size_t from, const char *needle, s
         p = memchr(p, needle[0], (size_t)(last - p) + 1);
         if (p == NULL)
             return NOT_FOUND;
-        if (memcmp(p + 1, needle + 1, n - 1) == 0)
+        if (starts_with(p + 1, n - 1, needle + 1, n - 1))
             return (size_t)(p - s);
         p++;
     }
     return NOT_FOUND;
 }
 
-/* Is the needle at the start of s?  Inline: a libc call costs more than the compare. */
-static bool starts_with(const char *s, size_t len, const struct needle *needle)
-{
-    if (needle->len > len)
-        return false;
-    for (size_t i = 0; i < needle->len; i++)
-        if (s[i] != needle->text[i])
-            return false;
-    return true;
-}
-
-/* The three bytes at p as one number. */
+/* The three bytes at p as one number; p[3] must be readable (a NUL will do). */
 static uint32_t trigram(const char *p)
 {
-    return (uint32_t)(unsigned char)p[0] | (uint32_t)(unsigned char)p[1] << 8 |
-           (uint32_t)(unsigned char)p[2] << 16;
+    uint32_t w;
+    memcpy(&w, p, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return w >> 8;
+#else
+    return w & 0xffffff;
+#endif
 }
 
 /* Fibonacci hashing: the top bits of the product are well mixed. */
@@ -478,29 +498,29 @@ static unsigned trigram_bucket(uint32_t key)
     return (key * UINT32_C(0x9e3779b1)) >> 24;
 }
 
-#define SHARED_BUCKET UINT32_MAX
-
 /*
  * Files each needle of three bytes or more under the hash of its first
- * three.  A bucket remembers those bytes, so that a position of a text
- * whose bytes differ costs no further look; when needles that start
- * differently share a bucket, it is marked SHARED_BUCKET and all of them are
- * tried.
+ * three.  A bucket remembers those bytes, so that at a position of a text
+ * whose bytes differ there is nothing more to do.  When needles that start
+ * differently share a bucket, it compares no bits and all of them are tried;
+ * an empty bucket's key is no three bytes at all.
  */
 static void build_needle_index(pd_detection_t *det)
 {
-    memset(det->needle_index, 0, sizeof(det->needle_index));
     for (int list = 0; list < 2; list++) {
+        pd_needle_bucket_t *index = det->needle_index[list];
+        for (int b = 0; b < PD_NEEDLE_BUCKETS; b++)
+            index[b] = (pd_needle_bucket_t){UINT32_MAX, UINT32_MAX, 0};
         for (int n = 0; n < needle_lists[list].count; n++) {
             const struct needle *needle = &needle_lists[list].needles[n];
             if (needle_lists[list].short_ones & (UINT64_C(1) << n))
                 continue;
             uint32_t key = trigram(needle->text);
-            pd_needle_bucket_t *b = &det->needle_index[list][trigram_bucket(key)];
+            pd_needle_bucket_t *b = &index[trigram_bucket(key)];
             if (b->needles == 0)
                 b->key = key;
             else if (b->key != key)
-                b->key = SHARED_BUCKET;
+                b->key_mask = 0;
             b->needles |= UINT64_C(1) << n;
         }
     }
@@ -508,10 +528,10 @@ static void build_needle_index(pd_detection_t *det)
 }
 
 /*
- * The needles of a list that occur in s, as a set.  One pass finds the long
- * ones: at each position of s, only the needles filed under its next three
- * bytes are compared.  The short ones ("ui") would need every bucket, so
- * each gets a search of its own.
+ * The needles of a list that occur in s (NUL-terminated), as a set.  One
+ * pass finds the long ones: at each position of s, only the needles filed
+ * under its next three bytes are compared.  The short ones ("ui") would need
+ * every bucket, so each gets a search of its own.
  */
 static uint64_t find_needles(const pd_detection_t *det, int list, const char *s, size_t len)
 {
@@ -521,12 +541,14 @@ static uint64_t find_needles(const pd_detection_t *det, int list, const char *s,
     for (size_t i = 0; i + 2 < len; i++) {
         uint32_t key = trigram(s + i);
         const pd_needle_bucket_t *b = &index[trigram_bucket(key)];
-        if (b->key != key && b->key != SHARED_BUCKET)
+        if (((key ^ b->key) & b->key_mask) != 0)
             continue;
+        size_t known = b->key_mask != 0 ? 3 : 0; /* bytes already compared */
         for (uint64_t candidates = b->needles & ~found; candidates != 0;
              candidates &= candidates - 1) {
             int n = __builtin_ctzll(candidates);
-            if (starts_with(s + i, len - i, &needles[n]))
+            if (starts_with(s + i + known, len - i - known, needles[n].text + known,
+                            needles[n].len - known))
                 found |= UINT64_C(1) << n;
         }
     }
@@ -933,7 +955,8 @@ int pd_detect_record(const pd_record_t *rec, pd_detection_t *det)
                 count_unicode(text[0], len[0], &det->input_length, &words);
         }
         out[n] = '\0';
-        lowered[i] = (struct haystack){out, n, find_needles(det, i == 0 ? 0 : 1, out, n)};
+        lowered[i] =
+            (struct haystack){out, n, find_needles(det, i == 0 ? NL_LIST : TE_LIST, out, n)};
         out += n + 1;
     }
     const struct haystack *l = &lowered[0], *t = &lowered[1], *e = &lowered[2];
@@ -976,19 +999,22 @@ json_t *pd_detection_characteristics(const pd_detection_t *det, const pd_record_
                                   json_stringn_nocheck(rec->nl_input.ptr + f->off, f->len)) != 0)
             goto fail;
     }
-    /* The set_new calls take their value even when they fail. */
+    /*
+     * A set_new call takes its value even when it fails, so all of them are
+     * made (|, not ||) and the arrays are no longer ours to release.
+     */
     json_t *kw = keywords, *fl = files;
     keywords = files = NULL;
-    if (json_object_set_new_nocheck(obj, "input_length", json_integer(det->input_length)) != 0 ||
-        json_object_set_new_nocheck(obj, "keywords", kw) != 0 ||
-        json_object_set_new_nocheck(obj, "files_mentioned", fl) != 0 ||
-        json_object_set_new_nocheck(
-            obj, "duration_range",
-            json_string_nocheck(pd_duration_range_name(det->duration_range))) != 0 ||
-        json_object_set_new_nocheck(obj, "complexity",
-                                    json_string_nocheck(pd_complexity_name(det->complexity))) !=
-            0 ||
-        json_object_set_new_nocheck(obj, "error_count", json_integer(det->error_count)) != 0)
+    int failed = 0;
+    failed |= json_object_set_new_nocheck(obj, "input_length", json_integer(det->input_length));
+    failed |= json_object_set_new_nocheck(obj, "keywords", kw);
+    failed |= json_object_set_new_nocheck(obj, "files_mentioned", fl);
+    failed |= json_object_set_new_nocheck(
+        obj, "duration_range", json_string_nocheck(pd_duration_range_name(det->duration_range)));
+    failed |= json_object_set_new_nocheck(obj, "complexity",
+                                          json_string_nocheck(pd_complexity_name(det->complexity)));
+    failed |= json_object_set_new_nocheck(obj, "error_count", json_integer(det->error_count));
+    if (failed)
         goto fail;
     return obj;
 

@@ -43,8 +43,9 @@ typedef enum pd_complexity {
  */
 #define PD_NEEDLE_BUCKETS 256
 typedef struct pd_needle_bucket {
-    uint32_t key;     /* the bytes, or UINT32_MAX when needles of several share it */
-    uint64_t needles; /* a bit per needle */
+    uint32_t key;      /* the bytes */
+    uint32_t key_mask; /* the bits of key to compare: none when needles of several share it */
+    uint64_t needles;  /* a bit per needle */
 } pd_needle_bucket_t;
 
 /* A file mention: a byte range of the record's original nl_input. */
@@ -75,7 +76,7 @@ typedef struct pd_detection {
     /*
      * The substrings detection looks for, filed by a hash of their first
      * three bytes so that one pass over a text finds them all; built on
-     * first use.
+     * first use.  (8 KiB: most of a pd_detection_t's size.)
      */
     int needle_index_built;
     pd_needle_bucket_t needle_index[2][PD_NEEDLE_BUCKETS]; /* nl_input; template and error */
