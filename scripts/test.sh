@@ -53,9 +53,7 @@ $quick && exit 0
 step "AddressSanitizer + UndefinedBehaviorSanitizer"
 ASAN_OPTIONS=detect_leaks=1 CTEST_ARGS="" run_suite build-asan -DCMAKE_BUILD_TYPE=Debug "-DPD_SANITIZE=address;undefined"
 
-if ls tests/test_pool*.c >/dev/null 2>&1; then
-  step "ThreadSanitizer (worker pool)"
-  CTEST_ARGS="-R test_pool" run_suite build-tsan -DCMAKE_BUILD_TYPE=Debug -DPD_SANITIZE=thread
-fi
+step "ThreadSanitizer (worker pool, concurrent writers, ingest with 8 workers)"
+CTEST_ARGS="-R pool_race" run_suite build-tsan -DCMAKE_BUILD_TYPE=Debug -DPD_SANITIZE=thread
 echo
 echo "all tests passed"

@@ -1,7 +1,10 @@
-/* Test helpers; see support.h. */
+/*
+ * Test helpers; see support.h.  Not tied to Criterion: tests/pool_race.c
+ * uses them too, in a plain program that runs under ThreadSanitizer.  A
+ * helper that cannot do its job stops the test process with a message.
+ */
 #include "support.h"
 
-#include <criterion/criterion.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
@@ -11,6 +14,16 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#define REQUIRE(cond, ...)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond);                             \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
 
 const char *pdt_data(const char *name)
 {
@@ -43,7 +56,7 @@ char *pdt_read_file(const char *path, size_t *len)
 char *pdt_run(const char *cmdline, int *status)
 {
     FILE *p = popen(cmdline, "r");
-    cr_assert_not_null(p, "cannot run %s", cmdline);
+    REQUIRE(p != NULL, "cannot run %s", cmdline);
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     size_t n;
@@ -69,8 +82,8 @@ const char *pdt_binary(void)
 static const char *base_url(void)
 {
     const char *url = getenv("PD_TEST_DATABASE_URL");
-    cr_assert_not_null(url, "PD_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, "
-                            "which starts a throwaway PostgreSQL");
+    REQUIRE(url != NULL, "PD_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, "
+                         "which starts a throwaway PostgreSQL");
     return url;
 }
 
@@ -83,7 +96,7 @@ char *pdt_new_database(void)
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
     pdt_sql_exec(base, sql);
     const char *slash = strrchr(base, '/');
-    cr_assert_not_null(slash);
+    REQUIRE(slash != NULL, "%s is not a URL", base);
     size_t prefix = (size_t)(slash - base) + 1;
     char *url = malloc(prefix + strlen(name) + 1);
     memcpy(url, base, prefix);
@@ -94,7 +107,7 @@ char *pdt_new_database(void)
 static PGconn *connect_or_fail(const char *url)
 {
     PGconn *c = PQconnectdb(url);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "cannot connect to %s: %s", url, PQerrorMessage(c));
+    REQUIRE(PQstatus(c) == CONNECTION_OK, "cannot connect to %s: %s", url, PQerrorMessage(c));
     return c;
 }
 
@@ -102,7 +115,7 @@ char *pdt_sql_value(const char *url, const char *sql)
 {
     PGconn *c = connect_or_fail(url);
     PGresult *r = PQexec(c, sql);
-    cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
     char *v = NULL;
     if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
         v = strdup(PQgetvalue(r, 0, 0));
@@ -115,8 +128,8 @@ void pdt_sql_exec(const char *url, const char *sql)
 {
     PGconn *c = connect_or_fail(url);
     PGresult *r = PQexec(c, sql);
-    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-              "%s: %s", sql, PQerrorMessage(c));
+    REQUIRE(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s",
+            sql, PQerrorMessage(c));
     PQclear(r);
     PQfinish(c);
 }
@@ -136,7 +149,7 @@ char *pdt_new_migrated_database(void)
     snprintf(cmd, sizeof(cmd), "'%s' migrate --db '%s' 2>&1", pdt_binary(), url);
     int status;
     char *out = pdt_run(cmd, &status);
-    cr_assert_eq(status, 0, "migrate failed: %s", out);
+    REQUIRE(status == 0, "migrate failed: %s", out);
     free(out);
     return url;
 }
@@ -163,9 +176,9 @@ long pdt_summary_value(const char *output, const char *key)
     }
     json_error_t jerr;
     json_t *o = json_loadb(last, (size_t)(output + len - last), 0, &jerr);
-    cr_assert_not_null(o, "the last line of ingest's output is not JSON: %s", output);
+    REQUIRE(o != NULL, "the last line of ingest's output is not JSON: %s", output);
     json_t *v = json_object_get(o, key);
-    cr_assert(json_is_integer(v), "summary has no integer %s: %s", key, output);
+    REQUIRE(json_is_integer(v), "summary has no integer %s: %s", key, output);
     long r = (long)json_integer_value(v);
     json_decref(o);
     return r;
@@ -185,23 +198,25 @@ void pdt_assert_patterns_match(const char *url, const char *expected_path)
                             " avg_cost_with_tool, confidence_score, potential_monthly_savings"
                             " FROM operation_patterns"
                             " ORDER BY tenant_id COLLATE \"C\", pattern_signature COLLATE \"C\"");
-    cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
 
     char *want = pdt_read_file(expected_path, NULL);
-    cr_assert_not_null(want);
+    REQUIRE(want != NULL, "cannot read %s", expected_path);
     int row = 0;
     for (char *line = strtok(want, "\n"); line != NULL; line = strtok(NULL, "\n"), row++) {
         json_error_t jerr;
         json_t *e = json_loads(line, 0, &jerr);
-        cr_assert_not_null(e);
-        cr_assert_lt(row, PQntuples(r), "only %d pattern rows, expected more (next: %s)",
-                     PQntuples(r), line);
+        REQUIRE(e != NULL, "bad expected line: %s", line);
+        REQUIRE(row < PQntuples(r), "only %d pattern rows, expected more (next: %s)", PQntuples(r),
+                line);
         const char *tenant = json_string_value(json_object_get(e, "tenant_id"));
         const char *sig = json_string_value(json_object_get(e, "pattern_signature"));
-        cr_assert_str_eq(PQgetvalue(r, row, 0), tenant, "row %d", row);
-        cr_assert_str_eq(PQgetvalue(r, row, 1), sig, "row %d", row);
-        cr_assert_str_eq(PQgetvalue(r, row, 2),
-                         json_string_value(json_object_get(e, "pattern_type")), "%s", sig);
+        REQUIRE(strcmp(PQgetvalue(r, row, 0), tenant) == 0, "row %d: %s", row, tenant);
+        REQUIRE(strcmp(PQgetvalue(r, row, 1), sig) == 0, "row %d: got %s, expected %s", row,
+                PQgetvalue(r, row, 1), sig);
+        REQUIRE(strcmp(PQgetvalue(r, row, 2),
+                       json_string_value(json_object_get(e, "pattern_type"))) == 0,
+                "%s", sig);
         static const struct {
             int col;
             const char *key;
@@ -216,15 +231,15 @@ void pdt_assert_patterns_match(const char *url, const char *expected_path)
             double got = strtod(PQgetvalue(r, row, checks[k].col), NULL);
             double exp = json_number_value(json_object_get(e, checks[k].key));
             if (checks[k].exact)
-                cr_assert(got == exp, "%s %s %s: got %s, expected %g", tenant, sig, checks[k].key,
-                          PQgetvalue(r, row, checks[k].col), exp);
+                REQUIRE(got == exp, "%s %s %s: got %s, expected %g", tenant, sig, checks[k].key,
+                        PQgetvalue(r, row, checks[k].col), exp);
             else
-                cr_assert(close_enough(got, exp), "%s %s %s: got %s, expected %.9g", tenant, sig,
-                          checks[k].key, PQgetvalue(r, row, checks[k].col), exp);
+                REQUIRE(close_enough(got, exp), "%s %s %s: got %s, expected %.9g", tenant, sig,
+                        checks[k].key, PQgetvalue(r, row, checks[k].col), exp);
         }
         json_decref(e);
     }
-    cr_assert_eq(PQntuples(r), row, "%d pattern rows, expected %d", PQntuples(r), row);
+    REQUIRE(PQntuples(r) == row, "%d pattern rows, expected %d", PQntuples(r), row);
     free(want);
     PQclear(r);
     PQfinish(c);
@@ -255,7 +270,7 @@ char *pdt_tables_digest(const char *url)
 void pdt_write_file(const char *path, const char *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, len, f), len);
-    cr_assert_eq(fclose(f), 0);
+    REQUIRE(f != NULL, "cannot write %s", path);
+    REQUIRE(fwrite(data, 1, len, f) == len, "writing %s", path);
+    REQUIRE(fclose(f) == 0, "closing %s", path);
 }
