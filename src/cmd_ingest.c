@@ -59,6 +59,12 @@ static const char USAGE[] =
     "  --quiet                no progress line\n"
     "  -h, --help             show this help\n";
 
+/*
+ * At most this many tenants' batches are filled at once; a record of yet
+ * another tenant first sends off the fullest open batch.
+ */
+#define PD_OPEN_BATCHES 64
+
 typedef struct ingest {
     uv_loop_t loop;
     pd_pool_t *pool;
@@ -84,7 +90,9 @@ typedef struct ingest {
     pd_lines_t lines;
     int64_t bytes_read, bytes_total; /* bytes_total < 0 when unknown (a pipe) */
 
-    pd_batch_t *batch; /* being filled */
+    /* Batches being filled, one per tenant: a batch is one tenant's (see store.c). */
+    pd_batch_t *open[PD_OPEN_BATCHES];
+    int n_open;
     FILE *rejects;
 
     /* Counts (SPEC §4). */
@@ -141,12 +149,42 @@ static int write_reject(ingest_t *in, long line_no, const char *data, size_t len
 
 /* --- batches ------------------------------------------------------------- */
 
-static void submit_batch(ingest_t *in)
+/* Sends open[i] to the pool and closes its slot. */
+static void submit_open(ingest_t *in, int i)
 {
-    if (in->batch == NULL || in->batch->count == 0)
-        return;
-    pd_pool_submit(in->pool, &in->batch->job);
-    in->batch = NULL;
+    pd_pool_submit(in->pool, &in->open[i]->job);
+    in->open[i] = in->open[--in->n_open];
+    in->open[in->n_open] = NULL;
+}
+
+static void submit_all(ingest_t *in)
+{
+    while (in->n_open > 0)
+        submit_open(in, in->n_open - 1);
+}
+
+/* The open batch for a tenant, opening one (and maybe sending the fullest off) if needed. */
+static int batch_for(ingest_t *in, const char *tenant, pd_batch_t **out)
+{
+    for (int i = 0; i < in->n_open; i++) {
+        if (strcmp(in->open[i]->records[0].tenant_id, tenant) == 0) {
+            *out = in->open[i];
+            return PD_OK;
+        }
+    }
+    if (in->n_open == PD_OPEN_BATCHES) {
+        int fullest = 0;
+        for (int i = 1; i < in->n_open; i++) {
+            if (in->open[i]->count > in->open[fullest]->count)
+                fullest = i;
+        }
+        submit_open(in, fullest);
+    }
+    int rc = pd_batch_create(in->batch_size, &in->open[in->n_open]);
+    if (rc < 0)
+        return rc;
+    *out = in->open[in->n_open++];
+    return PD_OK;
 }
 
 /* Stops reading; the first reason given is the one reported. */
@@ -212,13 +250,18 @@ static int on_line(void *ctx, long line_no, const char *data, size_t len, bool o
         return write_reject(in, line_no, data, len, false, &err);
     if (rc < 0)
         return rc;
-    if (in->batch == NULL && (rc = pd_batch_create(in->batch_size, &in->batch)) < 0) {
+    pd_batch_t *batch;
+    if ((rc = batch_for(in, rec.tenant_id, &batch)) < 0) {
         pd_record_close(&rec);
         return rc;
     }
-    pd_batch_add(in->batch, &rec);
-    if (in->batch->count == in->batch_size)
-        submit_batch(in);
+    pd_batch_add(batch, &rec);
+    if (batch->count == in->batch_size) {
+        for (int i = 0; i < in->n_open; i++) {
+            if (in->open[i] == batch)
+                submit_open(in, i);
+        }
+    }
     return PD_OK;
 }
 
@@ -257,7 +300,7 @@ static int open_input(ingest_t *in)
 
 static void end_of_inputs(ingest_t *in)
 {
-    submit_batch(in);
+    submit_all(in);
     in->input_done = true;
     finish_if_done(in);
 }
@@ -590,7 +633,8 @@ done:
         exit_code = PD_EXIT_FAIL;
     }
     pd_lines_close(&in.lines);
-    pd_batch_destroy(in.batch);
+    for (int i = 0; i < in.n_open; i++)
+        pd_batch_destroy(in.open[i]);
     free(in.chunk);
     return exit_code;
 }

@@ -1,8 +1,12 @@
 /*
  * Exactly-once batch writes; see include/pd/store.h.
  *
- * One transaction per batch, in three statements:
+ * A batch holds the records of one tenant (the batcher groups them), so
+ * that every transaction runs with that tenant set (SET LOCAL
+ * patternd.tenant, which the row-level security policies check).  One
+ * transaction per batch, in these statements:
  *
+ *  0. TENANT: set_config('patternd.tenant', tenant, true).
  *  1. CLAIM: insert every distinct (tenant_id, workflow_id) of the batch into
  *     `workflows` with the batch's random token, ON CONFLICT DO NOTHING.  The
  *     rows that come back are the batch's new workflows; the rest were
@@ -15,9 +19,9 @@
  *  3. COMMIT.
  *
  * Locks are taken in one global order so that concurrent batches cannot
- * deadlock: workflow rows first, sorted by (tenant_id, workflow_id) in byte
- * order, then pattern rows, sorted by (tenant_id, signature) in byte order
- * (COLLATE "C" in SQL, strcmp here).  Duplicates inside the batch are merged
+ * deadlock: workflow rows first, sorted by workflow_id in byte order, then
+ * pattern rows, sorted by signature in byte order (COLLATE "C" in SQL,
+ * strcmp here).  Duplicates inside the batch are merged
  * before anything is sent.
  *
  * Retries: a deadlock or serialization failure (40P01, 40001) rolls back and
@@ -40,37 +44,44 @@
 #include "pd/detect.h"
 #include "pd/jsonw.h"
 
+static const char SQL_TENANT[] = "SELECT set_config('patternd.tenant', $1, true)";
+
 static const char SQL_CLAIM[] =
     "WITH claimed AS ("
     " INSERT INTO workflows (tenant_id, workflow_id, batch_token)"
-    " SELECT u.t, u.w, $3 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, w, i)"
+    " SELECT $1, u.w, $3 FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
     " ORDER BY u.i"
     " ON CONFLICT DO NOTHING"
-    " RETURNING tenant_id, workflow_id)"
-    " SELECT u.i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, w, i)"
-    " JOIN claimed c ON c.tenant_id = u.t AND c.workflow_id = u.w";
+    " RETURNING workflow_id)"
+    " SELECT u.i FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
+    " JOIN claimed c ON c.workflow_id = u.w";
 
+/*
+ * The occurrences arrive sorted by (signature, input order), with `first`
+ * set on the first of each signature: that workflow's characteristics
+ * become the pattern's typical input when the pattern is new.
+ */
 static const char SQL_PATTERNS[] =
     "WITH occ AS ("
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::numeric[],"
-    "  $6::bigint[], $7::int[], $8::bigint[], $9::bigint[], $10::jsonb[]) WITH ORDINALITY"
-    "  AS o(tenant_id, sig, workflow_id, tokens, cost, dur_ms, err, retry, start_us, chars, ord)"
+    " SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::numeric[],"
+    "  $6::bigint[], $7::int[], $8::bigint[], $9::bigint[], $10::jsonb[], $11::bool[])"
+    "  AS o(sig, workflow_id, tokens, cost, dur_ms, err, retry, start_us, chars, first)"
     "), agg AS ("
-    " SELECT tenant_id, sig, count(*) AS n, sum(tokens) AS st, sum(cost) AS sc,"
+    " SELECT sig, count(*) AS n, sum(tokens) AS st, sum(cost) AS sc,"
     "  count(*) FILTER (WHERE dur_ms > 0) AS dn,"
     "  coalesce(sum(dur_ms) FILTER (WHERE dur_ms > 0), 0) AS sd,"
     "  coalesce(sum(dur_ms::numeric * dur_ms) FILTER (WHERE dur_ms > 0), 0) AS sdq,"
     "  sum(err) AS se, sum(retry) AS sr, min(start_us) AS s0, max(start_us) AS s1,"
-    "  (array_agg(chars ORDER BY ord))[1] AS typical"
-    " FROM occ GROUP BY tenant_id, sig"
+    "  (array_agg(chars) FILTER (WHERE first))[1] AS typical"
+    " FROM occ GROUP BY sig"
     "), up AS ("
     " INSERT INTO operation_patterns AS p (tenant_id, pattern_signature, pattern_type,"
     "  occurrence_count, sum_tokens, sum_cost, duration_n, sum_duration_ms, sum_duration_ms_sq,"
     "  error_n, sum_retry, first_event_at, last_event_at, typical_input_pattern, created_batch)"
-    " SELECT tenant_id, sig, split_part(sig, ':', 1), n, st, sc, dn, sd, sdq, se, sr,"
+    " SELECT $1, sig, split_part(sig, ':', 1), n, st, sc, dn, sd, sdq, se, sr,"
     "  'epoch'::timestamptz + s0 * interval '1 microsecond',"
-    "  'epoch'::timestamptz + s1 * interval '1 microsecond', typical, $11"
-    " FROM agg ORDER BY tenant_id COLLATE \"C\", sig COLLATE \"C\""
+    "  'epoch'::timestamptz + s1 * interval '1 microsecond', typical, $12"
+    " FROM agg ORDER BY sig COLLATE \"C\""
     " ON CONFLICT (tenant_id, pattern_signature) DO UPDATE SET"
     "  occurrence_count = p.occurrence_count + EXCLUDED.occurrence_count,"
     "  sum_tokens = p.sum_tokens + EXCLUDED.sum_tokens,"
@@ -83,22 +94,20 @@ static const char SQL_PATTERNS[] =
     "  first_event_at = least(p.first_event_at, EXCLUDED.first_event_at),"
     "  last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),"
     "  last_seen = now()"
-    " RETURNING p.id, p.tenant_id, p.pattern_signature, (p.xmax = 0) AS created"
+    " RETURNING p.id, p.pattern_signature, (p.xmax = 0) AS created"
     "), occurrences AS ("
     " INSERT INTO pattern_occurrences (tenant_id, pattern_id, workflow_id,"
     "  matched_characteristics)"
-    " SELECT o.tenant_id, up.id, o.workflow_id, o.chars"
-    " FROM occ o JOIN up ON up.tenant_id = o.tenant_id AND up.pattern_signature = o.sig"
-    " ORDER BY o.ord)"
+    " SELECT $1, up.id, o.workflow_id, o.chars"
+    " FROM occ o JOIN up ON up.pattern_signature = o.sig)"
     " SELECT count(*) FILTER (WHERE created) FROM up";
 
 /* After a lost connection: which of the batch's workflows did an earlier attempt commit? */
-static const char SQL_CHECK[] =
-    "SELECT u.i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, w, i)"
-    " JOIN workflows w ON w.tenant_id = u.t AND w.workflow_id = u.w"
-    " WHERE w.batch_token = $3";
+static const char SQL_CHECK[] = "SELECT u.i FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
+                                " JOIN workflows w ON w.tenant_id = $1 AND w.workflow_id = u.w"
+                                " WHERE w.batch_token = $3";
 static const char SQL_CHECK_NEW[] = "SELECT count(*) FROM operation_patterns"
-                                    " WHERE tenant_id = ANY($1::text[]) AND created_batch = $2";
+                                    " WHERE tenant_id = $1 AND created_batch = $2";
 
 /* A PostgreSQL array literal being built, e.g. {"a","b",NULL}. */
 typedef struct pg_array {
@@ -106,7 +115,13 @@ typedef struct pg_array {
     size_t n;
 } pg_array_t;
 
-enum { A_TENANT, A_SIG, A_WID, A_TOKENS, A_COST, A_DUR, A_ERR, A_RETRY, A_START, A_CHARS, A_COUNT };
+enum { A_SIG, A_WID, A_TOKENS, A_COST, A_DUR, A_ERR, A_RETRY, A_START, A_CHARS, A_FIRST, A_COUNT };
+
+/* One occurrence of a new workflow: a detected signature of a distinct record. */
+typedef struct occurrence {
+    size_t found; /* index in store->found */
+    int pattern;  /* index in that record's patterns */
+} occurrence_t;
 
 /* What detection found for one distinct record of the batch. */
 typedef struct found {
@@ -123,10 +138,12 @@ struct pd_store {
     pd_store_stats_t stats;
     pd_detection_t det;
     pd_buf_t chars; /* characteristics JSON of the batch's records */
-    found_t *found; /* distinct records, sorted by (tenant_id, workflow_id) */
+    found_t *found; /* distinct records, sorted by workflow_id */
     size_t found_cap;
     size_t n_found;
-    pg_array_t keys[2]; /* tenants and workflow ids of `found`, for CLAIM and CHECK */
+    pg_array_t keys;    /* workflow ids of `found`, for CLAIM and CHECK */
+    occurrence_t *occs; /* the occurrences of the new records, sorted for PATTERNS */
+    size_t occs_cap;
     pg_array_t occ[A_COUNT];
 };
 
@@ -210,8 +227,8 @@ void pd_store_destroy(pd_store_t *store)
     pd_db_destroy(store->db);
     pd_detection_close(&store->det);
     pd_buf_close(&store->chars);
-    for (int i = 0; i < 2; i++)
-        pd_buf_close(&store->keys[i].buf);
+    pd_buf_close(&store->keys.buf);
+    free(store->occs);
     for (int i = 0; i < A_COUNT; i++)
         pd_buf_close(&store->occ[i].buf);
     free(store->found);
@@ -251,9 +268,8 @@ static int ensure_connected(pd_store_t *s, pd_error_t *err)
         const char *name, *sql;
         int nparams;
     } statements[] = {
-        {"pd_claim", SQL_CLAIM, 3},
-        {"pd_patterns", SQL_PATTERNS, 11},
-        {"pd_check", SQL_CHECK, 3},
+        {"pd_tenant", SQL_TENANT, 1},       {"pd_claim", SQL_CLAIM, 3},
+        {"pd_patterns", SQL_PATTERNS, 12},  {"pd_check", SQL_CHECK, 3},
         {"pd_check_new", SQL_CHECK_NEW, 2},
     };
     for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
@@ -298,9 +314,7 @@ static int compare_found(const void *a, const void *b, void *arg)
     const pd_batch_t *batch = arg;
     const pd_record_t *ra = &batch->records[((const found_t *)a)->record];
     const pd_record_t *rb = &batch->records[((const found_t *)b)->record];
-    int c = strcmp(ra->tenant_id, rb->tenant_id);
-    if (c == 0)
-        c = strcmp(ra->workflow_id, rb->workflow_id);
+    int c = strcmp(ra->workflow_id, rb->workflow_id);
     if (c == 0) /* the same workflow twice: the first in input order wins */
         c = ((const found_t *)a)->record < ((const found_t *)b)->record ? -1 : 1;
     return c;
@@ -311,12 +325,17 @@ static int compare_found(const void *a, const void *b, void *arg)
  * as PD_OUTCOME_DUPLICATE), sorts the distinct records into lock order and
  * runs detection on them.  Done once per batch, before any attempt.
  */
-static int prepare(pd_store_t *s, pd_batch_t *batch)
+static int prepare(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
 {
+    for (size_t i = 1; i < batch->count; i++) {
+        if (strcmp(batch->records[i].tenant_id, batch->records[0].tenant_id) != 0)
+            return pd_error_set(err, PD_EINVAL, 0, "tenant_id",
+                                "a batch must hold one tenant's records");
+    }
     if (batch->count > s->found_cap) {
         found_t *grown = realloc(s->found, batch->count * sizeof(*grown));
         if (grown == NULL)
-            return PD_ENOMEM;
+            return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
         s->found = grown;
         s->found_cap = batch->count;
     }
@@ -327,37 +346,33 @@ static int prepare(pd_store_t *s, pd_batch_t *batch)
     size_t n = 0;
     for (size_t i = 0; i < batch->count; i++) {
         const pd_record_t *r = &batch->records[s->found[i].record];
-        if (n > 0) {
-            const pd_record_t *prev = &batch->records[s->found[n - 1].record];
-            if (strcmp(prev->tenant_id, r->tenant_id) == 0 &&
-                strcmp(prev->workflow_id, r->workflow_id) == 0) {
-                batch->outcomes[s->found[i].record] = PD_OUTCOME_DUPLICATE;
-                continue;
-            }
+        if (n > 0 &&
+            strcmp(batch->records[s->found[n - 1].record].workflow_id, r->workflow_id) == 0) {
+            batch->outcomes[s->found[i].record] = PD_OUTCOME_DUPLICATE;
+            continue;
         }
         s->found[n++] = s->found[i];
     }
     s->n_found = n;
 
     pd_buf_reset(&s->chars);
-    arr_begin(&s->keys[0]);
-    arr_begin(&s->keys[1]);
+    arr_begin(&s->keys);
     for (size_t i = 0; i < n; i++) {
         found_t *f = &s->found[i];
         const pd_record_t *r = &batch->records[f->record];
         if (pd_detect_record(r, &s->det) < 0)
-            return PD_ENOMEM;
+            return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
         f->n_patterns = s->det.n_patterns;
         memcpy(f->patterns, s->det.patterns, sizeof(f->patterns));
         f->chars_off = s->chars.len;
         pd_jsonw_characteristics(&s->chars, &s->det, r);
         f->chars_len = s->chars.len - f->chars_off;
-        arr_text(&s->keys[0], r->tenant_id, strlen(r->tenant_id));
-        arr_text(&s->keys[1], r->workflow_id, strlen(r->workflow_id));
+        arr_text(&s->keys, r->workflow_id, strlen(r->workflow_id));
     }
-    arr_end(&s->keys[0]);
-    arr_end(&s->keys[1]);
-    return s->chars.failed || s->keys[0].buf.failed || s->keys[1].buf.failed ? PD_ENOMEM : PD_OK;
+    arr_end(&s->keys);
+    if (s->chars.failed || s->keys.buf.failed)
+        return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+    return PD_OK;
 }
 
 /* Marks found[ordinal - 1] new for every ordinal in column 0 of res. */
@@ -372,43 +387,69 @@ static void mark_new(pd_store_t *s, const PGresult *res)
     }
 }
 
-static int compare_record_index(const void *a, const void *b)
+/* Orders occurrences by signature, then by the input order of their records. */
+static int compare_occurrence(const void *a, const void *b, void *arg)
 {
-    size_t x = ((const found_t *)a)->record, y = ((const found_t *)b)->record;
-    return x < y ? -1 : x > y;
+    const pd_store_t *s = arg;
+    const occurrence_t *x = a, *y = b;
+    const found_t *fx = &s->found[x->found], *fy = &s->found[y->found];
+    int c = strcmp(fx->patterns[x->pattern], fy->patterns[y->pattern]);
+    if (c == 0)
+        c = fx->record < fy->record ? -1 : fx->record > fy->record;
+    return c;
 }
 
-/* Builds the PATTERNS arrays from the new records, in input order; returns the occurrence count. */
-static size_t build_occurrences(pd_store_t *s, const pd_batch_t *batch)
+/* Builds the PATTERNS arrays from the occurrences of the new records; returns their count. */
+static int build_occurrences(pd_store_t *s, const pd_batch_t *batch, size_t *rows)
 {
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_found; i++)
+        n += s->found[i].is_new ? (size_t)s->found[i].n_patterns : 0;
+    if (n > s->occs_cap) {
+        occurrence_t *grown = realloc(s->occs, n * sizeof(*grown));
+        if (grown == NULL)
+            return PD_ENOMEM;
+        s->occs = grown;
+        s->occs_cap = n;
+    }
+    n = 0;
+    for (size_t i = 0; i < s->n_found; i++) {
+        for (int p = 0; s->found[i].is_new && p < s->found[i].n_patterns; p++)
+            s->occs[n++] = (occurrence_t){.found = i, .pattern = p};
+    }
+    qsort_r(s->occs, n, sizeof(occurrence_t), compare_occurrence, s);
+
     for (int a = 0; a < A_COUNT; a++)
         arr_begin(&s->occ[a]);
-    size_t rows = 0;
-    for (size_t i = 0; i < s->n_found; i++) {
-        const found_t *f = &s->found[i];
-        if (!f->is_new)
-            continue;
+    const char *previous = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const found_t *f = &s->found[s->occs[i].found];
         const pd_record_t *r = &batch->records[f->record];
-        for (int p = 0; p < f->n_patterns; p++) {
-            arr_text(&s->occ[A_TENANT], r->tenant_id, strlen(r->tenant_id));
-            arr_text(&s->occ[A_SIG], f->patterns[p], strlen(f->patterns[p]));
-            arr_text(&s->occ[A_WID], r->workflow_id, strlen(r->workflow_id));
-            arr_int(&s->occ[A_TOKENS], r->total_tokens);
-            arr_double(&s->occ[A_COST], r->cost);
-            arr_int(&s->occ[A_DUR], r->duration_ms);
-            arr_int(&s->occ[A_ERR], r->error_message.ptr != NULL && r->error_message.len > 0);
-            arr_int(&s->occ[A_RETRY], r->retry_count);
-            if (r->has_start_time)
-                arr_int(&s->occ[A_START], r->start_time_us);
-            else
-                arr_null(&s->occ[A_START]);
-            arr_text(&s->occ[A_CHARS], s->chars.data + f->chars_off, f->chars_len);
-            rows++;
-        }
+        const char *sig = f->patterns[s->occs[i].pattern];
+        arr_text(&s->occ[A_SIG], sig, strlen(sig));
+        arr_text(&s->occ[A_WID], r->workflow_id, strlen(r->workflow_id));
+        arr_int(&s->occ[A_TOKENS], r->total_tokens);
+        arr_double(&s->occ[A_COST], r->cost);
+        arr_int(&s->occ[A_DUR], r->duration_ms);
+        arr_int(&s->occ[A_ERR], r->error_message.ptr != NULL && r->error_message.len > 0);
+        arr_int(&s->occ[A_RETRY], r->retry_count);
+        if (r->has_start_time)
+            arr_int(&s->occ[A_START], r->start_time_us);
+        else
+            arr_null(&s->occ[A_START]);
+        arr_text(&s->occ[A_CHARS], s->chars.data + f->chars_off, f->chars_len);
+        bool first = previous == NULL || strcmp(previous, sig) != 0;
+        arr_sep(&s->occ[A_FIRST]);
+        pd_buf_put(&s->occ[A_FIRST].buf, first ? "t" : "f", 1);
+        previous = sig;
     }
-    for (int a = 0; a < A_COUNT; a++)
+    for (int a = 0; a < A_COUNT; a++) {
         arr_end(&s->occ[a]);
-    return rows;
+        if (s->occ[a].buf.failed)
+            return PD_ENOMEM;
+    }
+    *rows = n;
+    return PD_OK;
 }
 
 /* Fills outcomes and totals from the is_new flags. */
@@ -424,11 +465,40 @@ static void settle(pd_store_t *s, pd_batch_t *batch)
 }
 
 /*
+ * Looks for the rows of an earlier attempt of this batch.  Returns 1 (with
+ * the outcomes settled) when that attempt committed, 0 when it did not, or
+ * an error.
+ */
+static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant, const char *token,
+                            pd_error_t *err)
+{
+    PGresult *res = NULL;
+    const char *check[] = {tenant, s->keys.buf.data, token};
+    int rc = run_prepared(s, "pd_check", 3, check, &res, err);
+    if (rc < 0)
+        return rc;
+    if (PQntuples(res) == 0) {
+        pd_db_result_free(res);
+        return 0;
+    }
+    mark_new(s, res);
+    pd_db_result_free(res);
+    const char *check_new[] = {tenant, token};
+    if ((rc = run_prepared(s, "pd_check_new", 2, check_new, &res, err)) < 0)
+        return rc;
+    batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    pd_db_result_free(res);
+    settle(s, batch);
+    return 1;
+}
+
+/*
  * One transaction.  Returns 0 when the batch is committed (now or by an
  * earlier attempt), else the classified error.
  */
 static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
 {
+    const char *tenant = batch->records[0].tenant_id;
     char token[24];
     snprintf(token, sizeof(token), "%lld", (long long)batch->token);
     PGresult *res = NULL;
@@ -438,30 +508,18 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
         return rc;
     if ((rc = pd_db_exec(s->db, "BEGIN", err)) < 0)
         return rc;
+    if ((rc = run_prepared(s, "pd_tenant", 1, &tenant, NULL, err)) < 0)
+        goto rollback;
 
     if (batch->attempts > 1) {
-        /* Did an earlier attempt commit before its connection was lost? */
-        const char *check[] = {s->keys[0].buf.data, s->keys[1].buf.data, token};
-        if ((rc = run_prepared(s, "pd_check", 3, check, &res, err)) < 0)
+        /* The connection was lost: did an earlier attempt commit before that? */
+        if ((rc = committed_before(s, batch, tenant, token, err)) < 0)
             goto rollback;
-        bool committed = PQntuples(res) > 0;
-        if (committed) {
-            mark_new(s, res);
-            pd_db_result_free(res);
-            res = NULL;
-            const char *check_new[] = {s->keys[0].buf.data, token};
-            if ((rc = run_prepared(s, "pd_check_new", 2, check_new, &res, err)) < 0)
-                goto rollback;
-            batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-            pd_db_result_free(res);
-            settle(s, batch);
+        if (rc == 1)
             return pd_db_exec(s->db, "COMMIT", err);
-        }
-        pd_db_result_free(res);
-        res = NULL;
     }
 
-    const char *claim[] = {s->keys[0].buf.data, s->keys[1].buf.data, token};
+    const char *claim[] = {tenant, s->keys.buf.data, token};
     if ((rc = run_prepared(s, "pd_claim", 3, claim, &res, err)) < 0)
         goto rollback;
     mark_new(s, res);
@@ -469,22 +527,18 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     res = NULL;
 
     batch->new_patterns = 0;
-    /* Occurrences go in input order, so the first record of a new pattern is its typical input. */
-    qsort(s->found, s->n_found, sizeof(found_t), compare_record_index);
-    size_t rows = build_occurrences(s, batch);
-    qsort_r(s->found, s->n_found, sizeof(found_t), compare_found, batch);
-    for (int a = 0; a < A_COUNT; a++) {
-        if (s->occ[a].buf.failed) {
-            rc = pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
-            goto rollback;
-        }
+    size_t rows = 0;
+    if ((rc = build_occurrences(s, batch, &rows)) < 0) {
+        pd_error_set(err, rc, 0, "", "out of memory");
+        goto rollback;
     }
     if (rows > 0) {
-        const char *params[11];
+        const char *params[12];
+        params[0] = tenant;
         for (int a = 0; a < A_COUNT; a++)
-            params[a] = s->occ[a].buf.data;
-        params[10] = token;
-        if ((rc = run_prepared(s, "pd_patterns", 11, params, &res, err)) < 0)
+            params[1 + a] = s->occ[a].buf.data;
+        params[11] = token;
+        if ((rc = run_prepared(s, "pd_patterns", 12, params, &res, err)) < 0)
             goto rollback;
         batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
         pd_db_result_free(res);
@@ -514,8 +568,10 @@ static double jitter(double ms)
 int pd_store_write(pd_store_t *store, pd_batch_t *batch)
 {
     pd_error_t err = {0};
-    int rc = prepare(store, batch);
     double started = now_ms(), backoff = 50;
+    if (batch->count == 0)
+        return PD_OK;
+    int rc = prepare(store, batch, &err);
 
     batch->attempts = 0;
     while (rc == PD_OK) {
