@@ -30,6 +30,7 @@
 #include "pd/batch.h"
 #include "pd/cli.h"
 #include "pd/db.h"
+#include "pd/latency.h"
 #include "pd/lines.h"
 #include "pd/migrate.h"
 #include "pd/pool.h"
@@ -97,6 +98,8 @@ typedef struct ingest {
 
     /* Counts (SPEC §4). */
     long total, processed, duplicates, rejected, total_patterns, new_patterns, errors;
+    pd_latency_t commits; /* the batches' transactions, BEGIN to COMMIT acknowledged */
+    long batches;
     int fatal; /* 0, or why the run failed */
     char fatal_message[1024];
     int signals;
@@ -220,6 +223,9 @@ static void on_batch_done(void *ctx, pd_job_t *job)
     }
     in->total_patterns += b->total_patterns;
     in->new_patterns += b->new_patterns;
+    in->batches++;
+    if (b->rc == 0 && b->commit_ms > 0)
+        pd_latency_add(&in->commits, b->commit_ms);
     if (b->rc < 0)
         fail_run(in, b->rc, "could not commit a batch: %s", b->err.message);
     pd_batch_destroy(b);
@@ -609,11 +615,14 @@ int pd_cmd_ingest(int argc, char **argv)
         fputs("\r\033[K", stderr);
     double secs = elapsed_s(&in);
     json_t *summary = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "total_workflows", (json_int_t)in.total,
-        "processed", (json_int_t)in.processed, "duplicates", (json_int_t)in.duplicates, "rejected",
-        (json_int_t)in.rejected, "total_patterns", (json_int_t)in.total_patterns, "new_patterns",
-        (json_int_t)in.new_patterns, "errors", (json_int_t)in.errors, "elapsed_seconds", secs,
-        "workflows_per_second", secs > 0 ? (double)(in.processed + in.duplicates) / secs : 0.0);
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:{s:f, s:f, s:f}}", "total_workflows",
+        (json_int_t)in.total, "processed", (json_int_t)in.processed, "duplicates",
+        (json_int_t)in.duplicates, "rejected", (json_int_t)in.rejected, "total_patterns",
+        (json_int_t)in.total_patterns, "new_patterns", (json_int_t)in.new_patterns, "errors",
+        (json_int_t)in.errors, "elapsed_seconds", secs, "workflows_per_second",
+        secs > 0 ? (double)(in.processed + in.duplicates) / secs : 0.0, "batches",
+        (json_int_t)in.batches, "commit_ms", "p50", pd_latency_quantile(&in.commits, 0.5), "p99",
+        pd_latency_quantile(&in.commits, 0.99), "max", in.commits.max_ms);
     if (summary != NULL) {
         json_dumpf(summary, stdout, JSON_REAL_PRECISION(6));
         fputc('\n', stdout);

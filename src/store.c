@@ -506,6 +506,7 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
 
     if ((rc = ensure_connected(s, err)) < 0)
         return rc;
+    double t0 = now_ms();
     if ((rc = pd_db_exec(s->db, "BEGIN", err)) < 0)
         return rc;
     if ((rc = run_prepared(s, "pd_tenant", 1, &tenant, NULL, err)) < 0)
@@ -545,7 +546,6 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
         res = NULL;
     }
 
-    double t0 = now_ms();
     if ((rc = pd_db_exec(s->db, "COMMIT", err)) < 0)
         return rc;
     batch->commit_ms = now_ms() - t0;

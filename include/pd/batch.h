@@ -36,7 +36,7 @@ typedef struct pd_batch {
     long total_patterns; /* signatures detected in the processed records */
     long new_patterns;   /* pattern rows this batch created */
     int attempts;        /* transactions tried */
-    double commit_ms;    /* time of the successful COMMIT round trip */
+    double commit_ms;    /* the committed transaction, from BEGIN to COMMIT acknowledged */
     int rc;              /* 0, or why the batch failed */
     pd_error_t err;
 
