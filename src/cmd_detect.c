@@ -111,19 +111,14 @@ int pd_cmd_detect(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (opt) {
         case 't':
-            if (!pd_tenant_valid(optarg)) {
-                pd_cli_fail("--tenant: '%s' is not 1-64 characters of A-Z a-z 0-9 . _ -", optarg);
+            if (!pd_cli_tenant("--tenant", optarg))
                 return PD_EXIT_USAGE;
-            }
             ctx.tenant = optarg;
             break;
         case 'm': {
-            char *end;
-            long long v = strtoll(optarg, &end, 10);
-            if (*end != '\0' || v < 1) {
-                pd_cli_fail("--max-record-bytes: expected a positive number, got '%s'", optarg);
+            long v;
+            if (!pd_cli_count("--max-record-bytes", optarg, 64, 1L << 30, &v))
                 return PD_EXIT_USAGE;
-            }
             max_record = (size_t)v;
             break;
         }

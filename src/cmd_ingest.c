@@ -460,19 +460,6 @@ static int preflight(const char *conninfo)
     return 0;
 }
 
-static bool parse_count(const char *opt, const char *arg, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(arg, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max) {
-        pd_cli_fail("%s: expected a number from %ld to %ld, got '%s'", opt, min, max, arg);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 int pd_cmd_ingest(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -505,19 +492,17 @@ int pd_cmd_ingest(int argc, char **argv)
             url = optarg;
             break;
         case 't':
-            if (!pd_tenant_valid(optarg)) {
-                pd_cli_fail("--tenant: '%s' is not 1-64 characters of A-Z a-z 0-9 . _ -", optarg);
+            if (!pd_cli_tenant("--tenant", optarg))
                 return PD_EXIT_USAGE;
-            }
             in.tenant = optarg;
             break;
         case 'w':
-            if (!parse_count("--workers", optarg, 1, 64, &v))
+            if (!pd_cli_count("--workers", optarg, 1, 64, &v))
                 return PD_EXIT_USAGE;
             in.workers = (int)v;
             break;
         case 'b':
-            if (!parse_count("--batch", optarg, 1, 100000, &v))
+            if (!pd_cli_count("--batch", optarg, 1, 100000, &v))
                 return PD_EXIT_USAGE;
             in.batch_size = (size_t)v;
             break;
@@ -525,7 +510,7 @@ int pd_cmd_ingest(int argc, char **argv)
             rejects_path = optarg;
             break;
         case 'm':
-            if (!parse_count("--max-record-bytes", optarg, 64, 1L << 30, &v))
+            if (!pd_cli_count("--max-record-bytes", optarg, 64, 1L << 30, &v))
                 return PD_EXIT_USAGE;
             in.max_record = (size_t)v;
             break;
@@ -533,7 +518,7 @@ int pd_cmd_ingest(int argc, char **argv)
             in.store_cfg.async_commit = true;
             break;
         case 'R':
-            if (!parse_count("--retry-seconds", optarg, 1, 86400, &v))
+            if (!pd_cli_count("--retry-seconds", optarg, 1, 86400, &v))
                 return PD_EXIT_USAGE;
             in.store_cfg.retry_budget_ms = (int)(v * 1000);
             break;

@@ -132,22 +132,14 @@ int pd_cmd_report(int argc, char **argv)
             url = optarg;
             break;
         case 't':
-            if (!pd_tenant_valid(optarg)) {
-                pd_cli_fail("--tenant: '%s' is not 1-64 characters of A-Z a-z 0-9 . _ -", optarg);
+            if (!pd_cli_tenant("--tenant", optarg))
                 return PD_EXIT_USAGE;
-            }
             tenant = optarg;
             break;
-        case 'n': {
-            char *end;
-            errno = 0;
-            top = strtol(optarg, &end, 10);
-            if (errno != 0 || *end != '\0' || top < 0) {
-                pd_cli_fail("--top: expected a number >= 0, got '%s'", optarg);
+        case 'n':
+            if (!pd_cli_count("--top", optarg, 0, 1000000000, &top))
                 return PD_EXIT_USAGE;
-            }
             break;
-        }
         case 'f':
             if (strcmp(optarg, "table") == 0) {
                 format = F_TABLE;

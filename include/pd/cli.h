@@ -18,4 +18,13 @@ int pd_cmd_report(int argc, char **argv);
 /* Writes "patternd: <message>" to stderr. */
 void pd_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * Option parsing helpers: each checks one option's value and, when it is
+ * bad, says so on stderr naming the option; the caller then exits with
+ * PD_EXIT_USAGE.
+ */
+#include <stdbool.h>
+bool pd_cli_tenant(const char *opt, const char *arg);
+bool pd_cli_count(const char *opt, const char *arg, long min, long max, long *out);
+
 #endif
