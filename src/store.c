@@ -21,8 +21,8 @@
  * Locks are taken in one global order so that concurrent batches cannot
  * deadlock: workflow rows first, sorted by workflow_id in byte order, then
  * pattern rows, sorted by signature in byte order (COLLATE "C" in SQL,
- * strcmp here).  Duplicates inside the batch are merged
- * before anything is sent.
+ * strcmp here).  Duplicates inside the batch are merged before anything is
+ * sent.
  *
  * Retries: a deadlock or serialization failure (40P01, 40001) rolls back and
  * runs the transaction again; a lost connection reconnects with exponential
@@ -312,11 +312,10 @@ static int run_prepared(pd_store_t *s, const char *name, int n, const char *cons
 static int compare_found(const void *a, const void *b, void *arg)
 {
     const pd_batch_t *batch = arg;
-    const pd_record_t *ra = &batch->records[((const found_t *)a)->record];
-    const pd_record_t *rb = &batch->records[((const found_t *)b)->record];
-    int c = strcmp(ra->workflow_id, rb->workflow_id);
+    size_t x = ((const found_t *)a)->record, y = ((const found_t *)b)->record;
+    int c = strcmp(batch->records[x].workflow_id, batch->records[y].workflow_id);
     if (c == 0) /* the same workflow twice: the first in input order wins */
-        c = ((const found_t *)a)->record < ((const found_t *)b)->record ? -1 : 1;
+        c = x < y ? -1 : x > y;
     return c;
 }
 
