@@ -4,6 +4,7 @@
  * repetitions or processes, and bad input accounted for line by line.
  */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,5 +300,52 @@ Test(report, ranks_candidates_by_savings)
     free(json);
     free(top);
     free(csv);
+    free(url);
+}
+
+Test(ingest, typical_input_is_the_first_workflow_of_each_pattern)
+{
+    char *url = pdt_new_migrated_database();
+    char args[4096];
+    snprintf(args, sizeof(args), "--workers 1 '%s'", pdt_data("sample-600.ndjson"));
+    int status;
+    free(pdt_ingest(url, args, &status));
+    cr_assert_eq(status, 0);
+
+    /* With one worker, the first record in the file with a signature creates its pattern. */
+    char *expected = pdt_read_file(pdt_data("sample-600.detect.ndjson"), NULL);
+    json_t *seen = json_object();
+    size_t checked = 0;
+    for (char *line = strtok(expected, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        json_t *d = json_loads(line, 0, NULL);
+        cr_assert_not_null(d);
+        const char *tenant = json_string_value(json_object_get(d, "tenant_id"));
+        size_t i;
+        json_t *sig;
+        json_array_foreach(json_object_get(d, "patterns"), i, sig)
+        {
+            char key[256];
+            snprintf(key, sizeof(key), "%s|%s", tenant, json_string_value(sig));
+            if (json_object_get(seen, key) != NULL)
+                continue;
+            json_object_set_new(seen, key, json_true());
+            char *chars = json_dumps(json_object_get(d, "characteristics"), JSON_COMPACT);
+            char sql[4096];
+            snprintf(sql, sizeof(sql),
+                     "SELECT typical_input_pattern = '%s'::jsonb FROM operation_patterns"
+                     " WHERE tenant_id = '%s' AND pattern_signature = '%s'",
+                     chars, tenant, json_string_value(sig));
+            char *same = pdt_sql_value(url, sql);
+            cr_assert_not_null(same, "no pattern row for %s", key);
+            cr_assert_str_eq(same, "t", "typical input of %s is not the first workflow's", key);
+            free(same);
+            free(chars);
+            checked++;
+        }
+        json_decref(d);
+    }
+    cr_assert_eq(checked, 104);
+    json_decref(seen);
+    free(expected);
     free(url);
 }
