@@ -1,5 +1,7 @@
-# Writes OUT, a C file with every migration in FILES as a NUL-terminated byte
-# array, in name order, and a table pd_migrations[] of {name, sql, len}.
+# Writes OUT, a C file with every migration in FILES ('|'-separated) as a
+# NUL-terminated byte array, in name order, and a table pd_migrations[] of
+# {name, sql, len}.
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "/* Generated from migrations/ by cmake/embed.cmake; do not edit. */\n#include \"pd/migrate.h\"\n\n")
 set(table "")
 set(i 0)

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config clang-format
+  build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
   libpq-dev libjansson-dev libuv1-dev libcriterion-dev
   libutf8proc-dev libsodium-dev libyajl-dev libhttp-parser-dev
   postgresql postgresql-client

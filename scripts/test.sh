@@ -4,8 +4,9 @@
 #   scripts/test.sh            everything: format check, -Werror build, all
 #                              tests against a throwaway PostgreSQL, then the
 #                              unit and database tests again under
-#                              AddressSanitizer + UndefinedBehaviorSanitizer and
-#                              the worker pool under ThreadSanitizer
+#                              AddressSanitizer + UndefinedBehaviorSanitizer,
+#                              the worker pool under ThreadSanitizer, and 30 s
+#                              of libFuzzer on the record parser and detector
 #   scripts/test.sh --quick    only the -Werror build and its tests
 #
 # Installs what is missing (scripts/setup.sh), starts and removes its own
@@ -55,5 +56,14 @@ ASAN_OPTIONS=detect_leaks=1 CTEST_ARGS="" run_suite build-asan -DCMAKE_BUILD_TYP
 
 step "ThreadSanitizer (worker pool, concurrent writers, ingest with 8 workers)"
 CTEST_ARGS="-R pool_race" run_suite build-tsan -DCMAKE_BUILD_TYPE=Debug -DPD_SANITIZE=thread
+step "libFuzzer: record parsing, detection and output (30 s)"
+cmake -S "$root" -B build-fuzz -DCMAKE_C_COMPILER=clang -DPD_FUZZ=ON -DPD_BUILD_TESTS=OFF \
+  "-DPD_SANITIZE=address;undefined" -DPD_WERROR=ON >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_record >/dev/null
+mkdir -p "$tmp/corpus"
+split -l 1 -a 4 tests/data/edge.ndjson "$tmp/corpus/edge-"
+split -l 1 -a 4 tests/data/sample-600.ndjson "$tmp/corpus/sample-"
+(cd "$tmp" && "$root/build-fuzz/fuzz_record" -max_total_time=30 -max_len=4096 -print_final_stats=1 corpus 2>&1 | tail -n 3)
+
 echo
 echo "all tests passed"

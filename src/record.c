@@ -7,8 +7,10 @@
  * about eight times faster than jansson on typical records (the parser is
  * most of `patternd detect`'s time), it hands us each number's text, so a
  * value beyond 64 bits is reported with its field instead of as a syntax
- * error, and yajl validates UTF-8 and refuses control characters, trailing
- * garbage and a second value on the line.
+ * error, and yajl refuses control characters, trailing garbage and a second
+ * value on the line.  yajl's own UTF-8 check lets overlong forms, surrogates
+ * and code points past U+10FFFF through (PostgreSQL would then refuse the
+ * whole batch), so every key and string is checked again here with utf8proc.
  *
  * After the parse, each known field is checked for its JSON type and range;
  * unknown fields are ignored.  Every rejection names the line and the field.
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 #include <yajl/yajl_parse.h>
 
 /* The fields patternd reads; the order is that of the slot table. */
@@ -71,7 +74,48 @@ typedef struct parse {
     size_t used, cap;
     char inline_buf[4096];
     bool nomem;
+    char bad_utf8[PD_FIELD_MAX]; /* the key whose key or value is not UTF-8, when one is */
+    bool has_bad_utf8;
+    char key[PD_FIELD_MAX]; /* the current key at depth 1, for messages */
 } parse_t;
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint64_t word;
+        if (n - i >= 8 && (memcpy(&word, s + i, 8), (word & UINT64_C(0x8080808080808080)) == 0)) {
+            i += 8; /* eight ASCII bytes */
+            continue;
+        }
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t len = utf8proc_iterate(s + i, (utf8proc_ssize_t)(n - i), &cp);
+        if (len <= 0)
+            return false;
+        i += (size_t)len;
+    }
+    return true;
+}
+
+/* Notes the first key whose key or value is not valid UTF-8; stops the parse. */
+static int bad_utf8(parse_t *p, const unsigned char *key, size_t len)
+{
+    if (!p->has_bad_utf8) {
+        p->has_bad_utf8 = true;
+        size_t n = len < sizeof(p->bad_utf8) - 1 ? len : sizeof(p->bad_utf8) - 1;
+        memcpy(p->bad_utf8, key, n);
+        p->bad_utf8[n] = '\0';
+        /* A key that is itself not UTF-8 is not printed back. */
+        if (!utf8_valid((const unsigned char *)p->bad_utf8, n))
+            p->bad_utf8[0] = '\0';
+    }
+    return 0;
+}
 
 static bool scratch_put(parse_t *p, const char *s, size_t n, slot_t *slot)
 {
@@ -131,7 +175,12 @@ static int cb_number(void *ctx, const char *text, size_t len)
 
 static int cb_string(void *ctx, const unsigned char *text, size_t len)
 {
-    return on_value(ctx, K_STRING, (const char *)text, len);
+    parse_t *p = ctx;
+    if (!utf8_valid(text, len)) {
+        const char *key = p->field != F_UNKNOWN ? FIELD_NAMES[p->field] : p->key;
+        return bad_utf8(p, (const unsigned char *)key, strlen(key));
+    }
+    return on_value(p, K_STRING, (const char *)text, len);
 }
 
 static int cb_start_map(void *ctx)
@@ -159,6 +208,8 @@ static int cb_end(void *ctx)
 static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 {
     parse_t *p = ctx;
+    if (!utf8_valid(key, len))
+        return bad_utf8(p, key, len);
     if (p->depth != 1)
         return 1;
     p->field = F_UNKNOWN;
@@ -166,9 +217,13 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
         if (FIELD_LENGTHS[f] == len && key[0] == (unsigned char)FIELD_NAMES[f][0] &&
             memcmp(FIELD_NAMES[f], key, len) == 0) {
             p->field = f;
-            break;
+            return 1;
         }
     }
+    /* Kept only for the message should this field's value turn out not to be UTF-8. */
+    size_t n = len < sizeof(p->key) - 1 ? len : sizeof(p->key) - 1;
+    memcpy(p->key, key, n);
+    p->key[n] = '\0';
     return 1;
 }
 
@@ -330,6 +385,40 @@ static int get_text(const parse_t *p, int f, long line, pd_text_t *out, pd_error
     return PD_OK;
 }
 
+/*
+ * A JSON number's value.  Plain decimals of at most 15 significant digits
+ * (nearly every duration and cost) take Clinger's fast path: the digits as an
+ * integer and the power of ten are both exact doubles, so one division is
+ * correctly rounded, as strtod would be.  Anything else goes to strtod.
+ * errno is ERANGE on overflow, as with strtod.
+ */
+static double number_value(const char *text)
+{
+    static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    const char *p = text;
+    bool negative = *p == '-';
+    p += negative;
+    uint64_t mantissa = 0;
+    int digits = 0, fraction = -1;
+    for (;; p++) {
+        if (*p >= '0' && *p <= '9') {
+            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+            digits++;
+            fraction += fraction >= 0;
+        } else if (*p == '.' && fraction < 0) {
+            fraction = 0;
+        } else {
+            break;
+        }
+    }
+    errno = 0;
+    if (*p != '\0' || digits > 15)
+        return strtod(text, NULL);
+    double d = (double)mantissa / pow10[fraction > 0 ? fraction : 0];
+    return negative ? -d : d;
+}
+
 /* True when a JSON number's text has no fraction and no exponent. */
 static bool is_integer_text(const char *s)
 {
@@ -346,8 +435,7 @@ static int get_number(const parse_t *p, int f, long line, double *out, pd_error_
     if (slot->kind != K_NUMBER)
         return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
                             "expected a number or null, got %s", kind_name(slot->kind));
-    errno = 0;
-    double d = strtod(slot_text(p, slot), NULL);
+    double d = number_value(slot_text(p, slot));
     if (!isfinite(d) || (errno == ERANGE && fabs(d) > 1.0))
         return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
                             "number out of range for 64-bit storage: %.40s", slot_text(p, slot));
@@ -385,8 +473,7 @@ static int get_integer(const parse_t *p, int f, long line, int64_t *out, pd_erro
         *out = v < 0 ? 0 : v; /* "-0" */
         return PD_OK;
     }
-    errno = 0;
-    double d = strtod(text, NULL);
+    double d = number_value(text);
     if (!isfinite(d) || d >= 9223372036854775808.0)
         return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
                             "number out of range for 64-bit storage: %.40s", text);
@@ -456,6 +543,8 @@ static int decode(const char *line, size_t len, long line_no, parse_t *p, pd_err
     int rc = PD_OK;
     if (p->nomem) {
         rc = pd_error_set(err, PD_ENOMEM, line_no, "", "out of memory");
+    } else if (p->has_bad_utf8) {
+        rc = pd_error_set(err, PD_EINVAL, line_no, p->bad_utf8, "not valid UTF-8");
     } else if (p->top != K_OBJECT && p->top != K_ABSENT) {
         rc = pd_error_set(err, PD_EINVAL, line_no, "", "expected a JSON object, got %s",
                           kind_name(p->top));

@@ -184,6 +184,17 @@ Test(record, rejects_invalid_utf8)
     assert_rejected("{\"id\": \"w\", \"nl_input\": \"\xff\xfe\"}", "", "invalid JSON");
 }
 
+Test(record, rejects_utf8_that_yajl_lets_through)
+{
+    /* An overlong '/', a UTF-16 surrogate, a code point past U+10FFFF. */
+    assert_rejected("{\"id\": \"w\", \"nl_input\": \"a\xc0\xaf"
+                    "b\"}",
+                    "nl_input", "UTF-8");
+    assert_rejected("{\"id\": \"w\", \"error_message\": \"\xed\xa0\x80\"}", "error_message",
+                    "UTF-8");
+    assert_rejected("{\"id\": \"w\", \"extra\": \"\xf4\x90\x80\x80\"}", "extra", "UTF-8");
+}
+
 Test(record, rejects_nul_bytes)
 {
     pd_record_t rec;
