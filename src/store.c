@@ -416,7 +416,8 @@ static int build_occurrences(pd_store_t *s, const pd_batch_t *batch, size_t *row
         for (int p = 0; s->found[i].is_new && p < s->found[i].n_patterns; p++)
             s->occs[n++] = (occurrence_t){.found = i, .pattern = p};
     }
-    qsort_r(s->occs, n, sizeof(occurrence_t), compare_occurrence, s);
+    if (n > 1) /* s->occs is still NULL when no batch had an occurrence yet */
+        qsort_r(s->occs, n, sizeof(occurrence_t), compare_occurrence, s);
 
     for (int a = 0; a < A_COUNT; a++)
         arr_begin(&s->occ[a]);
