@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# The benchmark harness: `patternd ingest` side by side with PostgreSQL's own
+# ceiling (COPY) and a naive baseline, on one throwaway PostgreSQL.
+#
+#   bench/harness.sh [--count N] [--workers "1 2 4 8"] [--batches "100 1000 5000"]
+#                    [--small N] [--naive-count N] [--copy-runs N] [--out DIR]
+#
+#   --count N        records to generate and ingest (default 1000000; 8 tenants, seed 1)
+#   --workers "..."  worker counts of the grid (default "1 2 4 8")
+#   --batches "..."  batch sizes of the grid (default "100 1000 5000")
+#   --small N        records of the smaller default-settings run, for the
+#                    per-record cost ratio (default min(100000, N/10))
+#   --naive-count N  records of the naive baseline, the first N of the input
+#                    (default min(20000, N)): one transaction per record
+#   --copy-runs N    timed COPY runs for the ceiling; the fastest is kept (default 3)
+#   --out DIR        where harness.md, harness.csv and harness.png go
+#                    (default bench/results)
+#   -h, --help       show this help
+#
+# Builds patternd and pd_gen (CMake Release) into build-bench/, starts one
+# PostgreSQL with scripts/pg.sh (checks fsync and synchronous_commit are on),
+# generates the input once (not timed) and measures, each ingest into a fresh
+# migrated database after a CHECKPOINT:
+#   - patternd's default settings at --small records and at --count records;
+#   - patternd ingest at every --workers x --batches pair, at --count records;
+#   - the ceiling: the pattern_occurrences rows written by the default run at
+#     --count, exported, then COPYed (psql \copy) into an empty
+#     `(LIKE pattern_occurrences INCLUDING ALL)` table; workflows/s = records
+#     of the input / COPY seconds;
+#   - the naive baseline: `patternd ingest --workers 1 --batch 1`.
+# For each: workflows/s (records / wall time of the process), ratios to the
+# ceiling and the naive baseline, p50/p99 batch commit latency (patternd's
+# summary), peak RSS and user+sys CPU of the client (GNU time) and CPU of the
+# PostgreSQL server (postmaster and its children, from /proc).  Fails loudly
+# unless every ingest processed every record with no errors.  Prints the
+# markdown report with a verdict on issue 4's criteria (exit status 0 even
+# when a criterion is not met) and writes it, a CSV and a gnuplot PNG to --out.
+set -euo pipefail
+
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+
+# The command line as typed, for the report (quoting arguments with spaces).
+invocation="bench/$(basename "$0")"
+for arg in "$@"; do
+  case "$arg" in *[[:space:]]*) invocation+=" \"$arg\"" ;; *) invocation+=" $arg" ;; esac
+done
+
+count=1000000
+workers_list="1 2 4 8"
+batches_list="100 1000 5000"
+small="" naive_count="" copy_runs=3 out=""
+need() { [ "$1" -ge 2 ] || { usage >&2; exit 2; }; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --count) need $#; count=$2; shift 2 ;;
+    --workers) need $#; workers_list=$2; shift 2 ;;
+    --batches) need $#; batches_list=$2; shift 2 ;;
+    --small) need $#; small=$2; shift 2 ;;
+    --naive-count) need $#; naive_count=$2; shift 2 ;;
+    --copy-runs) need $#; copy_runs=$2; shift 2 ;;
+    --out) need $#; out=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
+die_usage() { echo "harness.sh: $*" >&2; exit 2; }
+posint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
+posint "$count" && [ "$count" -ge 100 ] || die_usage "--count must be an integer >= 100"
+[ -z "$small" ] && small=$((count / 10 < 100000 ? count / 10 : 100000))
+[ -z "$naive_count" ] && naive_count=$((count < 20000 ? count : 20000))
+posint "$small" && [ "$small" -le "$count" ] || die_usage "--small must be an integer in 1..--count"
+posint "$naive_count" && [ "$naive_count" -le "$count" ] || die_usage "--naive-count must be an integer in 1..--count"
+posint "$copy_runs" || die_usage "--copy-runs must be a positive integer"
+for v in $workers_list $batches_list; do posint "$v" || die_usage "--workers and --batches take positive integers"; done
+[ -n "${workers_list// /}" ] && [ -n "${batches_list// /}" ] || die_usage "--workers and --batches must not be empty"
+# Sorted, unique, so that the table and the chart read in order.
+workers_list=$(tr ' ' '\n' <<<"$workers_list" | grep . | sort -n -u | tr '\n' ' ')
+batches_list=$(tr ' ' '\n' <<<"$batches_list" | grep . | sort -n -u | tr '\n' ' ')
+
+# Numbers are printed and parsed with a decimal point whatever the locale.
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out=${out:-bench/results}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+# Other work on the machine skews the numbers; the report says how busy it was.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+started=$EPOCHREALTIME
+seed=1
+tenants=8
+hz=$(getconf CLK_TCK)
+
+tmp=$(mktemp -d)
+# PostgreSQL runs as the postgres user when we are root; it must be able to
+# enter this folder to reach its data directory inside it.
+chmod 755 "$tmp"
+cleanup() {
+  if [ -e "$tmp/pg" ]; then scripts/pg.sh stop "$tmp/pg" || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM # so that the EXIT trap still cleans up
+
+say() { echo "harness.sh: $*" >&2; }
+fail() { echo "harness.sh: FAILED: $*" >&2; exit 1; }
+
+scripts/setup.sh
+command -v gnuplot >/dev/null || fail "gnuplot is not installed (apt-get install gnuplot-nox)"
+[ -x /usr/bin/time ] || fail "GNU time (/usr/bin/time) is not installed"
+# Always configure and build: both are no-ops when up to date, and this makes
+# sure the binary measured is a Release build of the current sources.
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DPD_BUILD_TESTS=OFF >&2
+cmake --build build-bench -j"$(nproc)" --target patternd pd_gen >&2
+pd=$root/build-bench/patternd
+
+# patternd's own defaults, read from its --help, to label the default runs.
+help=$("$pd" ingest --help)
+def_workers=$(sed -n 's/.*--workers N .*(default: \([0-9][0-9]*\)).*/\1/p' <<<"$help")
+def_batch=$(sed -n 's/.*--batch N .*(default: \([0-9][0-9]*\)).*/\1/p' <<<"$help")
+def_label="${def_workers:-?} workers, batch ${def_batch:-?}"
+
+url=$(scripts/pg.sh start "$tmp/pg")
+say "PostgreSQL at $url"
+base=${url%/postgres}
+pg_pid=$(head -n 1 "$tmp/pg/data/postmaster.pid")
+q() { psql -X -q -tA -v ON_ERROR_STOP=1 "$@"; }
+
+# Durable commits, or the numbers mean nothing.
+pg_version=$(q "$url" -c 'SHOW server_version')
+pg_fsync=$(q "$url" -c 'SHOW fsync')
+pg_sync=$(q "$url" -c 'SHOW synchronous_commit')
+pg_fpw=$(q "$url" -c 'SHOW full_page_writes')
+pg_wsm=$(q "$url" -c 'SHOW wal_sync_method')
+pg_sb=$(q "$url" -c 'SHOW shared_buffers')
+pg_mwal=$(q "$url" -c 'SHOW max_wal_size')
+[ "$pg_fsync" = on ] && [ "$pg_sync" = on ] \
+  || fail "the server must have fsync=on and synchronous_commit=on (has fsync=$pg_fsync, synchronous_commit=$pg_sync)"
+say "server: PostgreSQL $pg_version, fsync=$pg_fsync, synchronous_commit=$pg_sync"
+
+# CPU ticks used so far by the PostgreSQL server: the postmaster's own and
+# its reaped children's (utime+stime+cutime+cstime), plus utime+stime of its
+# live children (backends, checkpointer, WAL writer, autovacuum, ...).  A
+# backend that exits in between moves from the second sum to the first.
+server_ticks() {
+  local f line rest total=0
+  local -a a
+  for f in /proc/[0-9]*/stat; do
+    read -r line 2>/dev/null <"$f" || continue # it may have exited meanwhile
+    rest=${line##*) } # the command name may hold spaces and parentheses
+    read -r -a a <<<"$rest"
+    # a[0] is field 3 (state): ppid a[1], utime a[11], stime a[12], cutime a[13], cstime a[14]
+    if [ "$f" = "/proc/$pg_pid/stat" ]; then
+      total=$((total + a[11] + a[12] + a[13] + a[14]))
+    elif [ "${a[1]}" = "$pg_pid" ]; then
+      total=$((total + a[11] + a[12]))
+    fi
+  done
+  echo "$total"
+}
+
+# Reads a number field from patternd's one-line JSON summary.
+json_num() { sed -n "s/.*\"$1\": *\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" <<<"$2"; }
+
+# Fresh database NAME, migrated; prints its URL.
+fresh_db() {
+  q "$url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >&2
+  "$pd" migrate --db "$base/$1" >&2
+  echo "$base/$1"
+}
+drop_db() { q "$url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" >&2; }
+
+# Runs a command under GNU time and samples the server's CPU around it.
+# Sets m_wall (s), m_rss (KiB), m_cpu (client user+sys s), m_srv (server s),
+# m_load (1-minute load average just before).  The command's stdout and
+# stderr go to $tmp/stdout and $tmp/stderr; returns its exit status.
+measure() {
+  local t0 t1 s0 s1 rc=0
+  q "$url" -c CHECKPOINT # so that no run pays for the dirty pages of the one before
+  m_load=$(cut -d' ' -f1 /proc/loadavg)
+  s0=$(server_ticks)
+  t0=$EPOCHREALTIME
+  /usr/bin/time -o "$tmp/time" -f '%M %U %S' "$@" >"$tmp/stdout" 2>"$tmp/stderr" || rc=$?
+  t1=$EPOCHREALTIME
+  # Let the backend that served the client exit and be reaped, so that its
+  # CPU time is counted in the postmaster's cutime/cstime.
+  sleep 0.3
+  s1=$(server_ticks)
+  m_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  m_srv=$(awk -v a="$s0" -v b="$s1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
+  if [ "$rc" -eq 0 ]; then
+    local rss user sys
+    read -r rss user sys <"$tmp/time"
+    m_rss=$rss
+    m_cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+  fi
+  return "$rc"
+}
+
+csv=$out/harness.csv
+echo "kind,label,records,workers,batch,wall_s,workflows_per_s,summary_workflows_per_s,pct_of_ceiling,x_naive,us_per_record,batches,commit_p50_ms,commit_p99_ms,commit_max_ms,client,client_peak_rss_mib,client_cpu_s,server_cpu_s,occurrence_rows,load1_before" >"$tmp/rows.csv"
+
+declare -A occ_rows # occurrence rows written, per record count: every run must agree
+n_run=0
+# run_ingest KIND LABEL FILE RECORDS DBNAME [patternd flags...]
+# Appends a line to $tmp/rows.csv (the ratio columns are filled in at the end).
+run_ingest() {
+  local kind=$1 label=$2 file=$3 n=$4 db=$5
+  shift 5
+  local db_url
+  n_run=$((n_run + 1))
+  db_url=$(fresh_db "$db")
+  say "[$n_run] $label: ingesting $n records ($*)"
+  if ! measure "$pd" ingest --quiet --db "$db_url" "$@" "$file"; then
+    tail -n 20 "$tmp/stderr" "$tmp/stdout" "$tmp/time" >&2
+    fail "patternd ingest exited non-zero ($label, $n records)"
+  fi
+  local summary processed errors rows
+  summary=$(tail -n 1 "$tmp/stdout")
+  processed=$(json_num processed "$summary")
+  errors=$(json_num errors "$summary")
+  if [ "$processed" != "$n" ] || [ "$errors" != 0 ]; then
+    echo "summary: $summary" >&2
+    tail -n 20 "$tmp/stderr" >&2
+    fail "$label: $n records in, summary says processed=${processed:-?} errors=${errors:-?}"
+  fi
+  rows=$(q "$db_url" -c 'SELECT count(*) FROM pattern_occurrences')
+  if [ -z "${occ_rows[$n]:-}" ]; then
+    occ_rows[$n]=$rows
+  elif [ "${occ_rows[$n]}" != "$rows" ]; then
+    fail "$label wrote $rows occurrence rows for $n records; an earlier run wrote ${occ_rows[$n]}"
+  fi
+  local w b
+  w=$(sed -n 's/.*--workers \([0-9]*\).*/\1/p' <<<"$*")
+  b=$(sed -n 's/.*--batch \([0-9]*\).*/\1/p' <<<"$*")
+  echo "$kind,$label,$n,${w:-$def_workers},${b:-$def_batch},$m_wall,$(awk -v n="$n" -v w="$m_wall" 'BEGIN { printf "%.1f", n / w }'),$(json_num workflows_per_second "$summary"),,,$(awk -v n="$n" -v w="$m_wall" 'BEGIN { printf "%.2f", w * 1e6 / n }'),$(json_num batches "$summary"),$(json_num p50 "$summary"),$(json_num p99 "$summary"),$(json_num max "$summary"),patternd,$(awk -v k="$m_rss" 'BEGIN { printf "%.1f", k / 1024 }'),$m_cpu,$m_srv,$rows,$m_load" >>"$tmp/rows.csv"
+  say "[$n_run] $label: $m_wall s, $(awk -v n="$n" -v w="$m_wall" 'BEGIN { printf "%.0f", n / w }') workflows/s, patternd CPU $m_cpu s, server CPU $m_srv s"
+  say "[$n_run] summary: $summary"
+}
+
+say "generating $count records (not timed)"
+build-bench/pd_gen --count "$count" --tenants "$tenants" --seed "$seed" >"$tmp/records.ndjson"
+lines=$(wc -l <"$tmp/records.ndjson")
+[ "$lines" -eq "$count" ] || fail "pd_gen wrote $lines lines, not $count"
+# pd_gen streams deterministically: the first N lines are a valid input of N records.
+head -n "$small" "$tmp/records.ndjson" >"$tmp/small.ndjson"
+head -n "$naive_count" "$tmp/records.ndjson" >"$tmp/naive.ndjson"
+
+# 1. Default settings at the smaller count, then the grid at the full count.
+run_ingest default "ingest (defaults)" "$tmp/small.ndjson" "$small" bench_default_small
+drop_db bench_default_small
+for b in $batches_list; do
+  for w in $workers_list; do
+    run_ingest grid "ingest" "$tmp/records.ndjson" "$count" bench_grid --workers "$w" --batch "$b"
+  done
+done
+drop_db bench_grid
+
+# 2. Default settings at the full count; its occurrence rows feed the ceiling.
+run_ingest default "ingest (defaults)" "$tmp/records.ndjson" "$count" bench_default_full
+say "exporting the pattern_occurrences rows of the default run (not timed)"
+q "$base/bench_default_full" -c "\\copy (SELECT tenant_id, pattern_id, workflow_id, similarity_score, matched_characteristics, detected_at FROM pattern_occurrences) TO '$tmp/occurrences.copy'"
+exported=$(wc -l <"$tmp/occurrences.copy")
+[ "$exported" -eq "${occ_rows[$count]}" ] || fail "exported $exported occurrence rows, the table has ${occ_rows[$count]}"
+drop_db bench_default_full
+
+# 3. The ceiling: COPY those rows into an empty table with the same indexes,
+# in a database of its own; the fastest of --copy-runs runs is kept.
+copy_url=$(fresh_db bench_ceiling)
+copy_best="" copy_walls=()
+for r in $(seq 1 "$copy_runs"); do
+  q "$copy_url" -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS ceiling_occurrences" \
+    -c "CREATE TABLE ceiling_occurrences (LIKE pattern_occurrences INCLUDING ALL)"
+  n_run=$((n_run + 1))
+  say "[$n_run] ceiling: COPY of $exported occurrence rows, run $r of $copy_runs"
+  if ! measure psql -X -q -v ON_ERROR_STOP=1 "$copy_url" -c "\\copy ceiling_occurrences (tenant_id, pattern_id, workflow_id, similarity_score, matched_characteristics, detected_at) FROM '$tmp/occurrences.copy'"; then
+    tail -n 20 "$tmp/stderr" >&2
+    fail "COPY into ceiling_occurrences failed"
+  fi
+  copied=$(q "$copy_url" -c 'SELECT count(*) FROM ceiling_occurrences')
+  [ "$copied" -eq "$exported" ] || fail "COPY loaded $copied rows of $exported"
+  say "[$n_run] ceiling run $r: $m_wall s, server CPU $m_srv s"
+  copy_walls+=("$m_wall")
+  if [ -z "$copy_best" ] || awk -v a="$m_wall" -v b="$copy_best" 'BEGIN { exit !(a < b) }'; then
+    copy_best=$m_wall
+    copy_line="ceiling,ceiling: COPY (best of $copy_runs),$count,1,$exported,$m_wall,$(awk -v n="$count" -v w="$m_wall" 'BEGIN { printf "%.1f", n / w }'),,,,$(awk -v n="$count" -v w="$m_wall" 'BEGIN { printf "%.2f", w * 1e6 / n }'),1,,,,psql,$(awk -v k="$m_rss" 'BEGIN { printf "%.1f", k / 1024 }'),$m_cpu,$m_srv,$exported,$m_load"
+  fi
+done
+echo "$copy_line" >>"$tmp/rows.csv"
+drop_db bench_ceiling
+
+# 4. The naive baseline: one transaction per record on one connection.
+run_ingest naive "naive: a transaction per record" "$tmp/naive.ndjson" "$naive_count" bench_naive --workers 1 --batch 1
+drop_db bench_naive
+
+# Ratios, now that the ceiling and the baseline are known.
+ceiling_wps=$(awk -F, '$1 == "ceiling" { print $7 }' "$tmp/rows.csv")
+naive_wps=$(awk -F, '$1 == "naive" { print $7 }' "$tmp/rows.csv")
+awk -F, -v OFS=, -v c="$ceiling_wps" -v nv="$naive_wps" 'NR == 1 { print; next } {
+  $9 = sprintf("%.1f", 100 * $7 / c); $10 = sprintf("%.1f", $7 / nv); print }' "$tmp/rows.csv" >"$csv"
+
+# The markdown table, in the order: ceiling, naive, defaults, grid.
+table=$(awk -F, 'NR > 1 {
+  rank = ($1 == "ceiling") ? 0 : ($1 == "naive") ? 1 : ($1 == "default") ? 2 : 3
+  print rank "\t" $0 }' "$csv" | sort -t$'\t' -k1,1n -s | cut -f2- | awk -F, '
+  function dash(v) { return v == "" ? "—" : v }
+  function ms(v) { return v == "" ? "—" : sprintf("%.1f", v) }
+  {
+    label = $2
+    client = ($16 == "psql") ? " †" : ""
+    workers = ($1 == "ceiling") ? "—" : $4
+    batch = ($1 == "ceiling") ? "1 COPY" : $5
+    printf "| %s | %d | %s | %s | %.2f | %.0f | %.1f%% | %.1f× | %.1f | %s | %s | %s | %.1f%s | %.2f%s | %.2f |\n",
+      label, $3, workers, batch, $6, $7, $9, $10, $11, dash($12), ms($13), ms($14), $17, client, $18, client, $19
+  }')
+
+# The chart: throughput against workers, one line per batch size.
+{
+  printf 'workers'
+  for b in $batches_list; do printf '\t"batch %s"' "$b"; done
+  printf '\n'
+  for w in $workers_list; do
+    printf '%s' "$w"
+    for b in $batches_list; do
+      printf '\t%s' "$(awk -F, -v w="$w" -v b="$b" '$1 == "grid" && $4 == w && $5 == b { print $7 }' "$csv")"
+    done
+    printf '\n'
+  done
+} >"$tmp/chart.dat"
+def_full_wps=$(awk -F, -v n="$count" '$1 == "default" && $3 == n { print $7 }' "$csv")
+ymax=$(awk -F, 'NR > 1 && $7 > m { m = $7 } END { printf "%.0f", m * 1.12 }' "$csv")
+LC_ALL=C.UTF-8 gnuplot -e "datafile='$tmp/chart.dat'; outfile='$out/harness.png'; ceiling=$ceiling_wps; naive=$naive_wps; nbatches=$(wc -w <<<"$batches_list"); def_workers=${def_workers:-0}; def_wps=$def_full_wps; ymax=$ymax; subtitle='$(printf "%s records, %s tenants, PostgreSQL %s (fsync, synchronous_commit on), nproc=%s, %s" "$count" "$tenants" "${pg_version%% *}" "$(nproc)" "$(date -u +%Y-%m-%d)")'" \
+  bench/chart.gp
+[ -s "$out/harness.png" ] || fail "gnuplot wrote no chart"
+
+# The verdict on issue 4's "Done when" criteria.
+def_small_us=$(awk -F, -v n="$small" '$1 == "default" && $3 == n { print $11 }' "$csv")
+def_full_us=$(awk -F, -v n="$count" '$1 == "default" && $3 == n { print $11 }' "$csv")
+verdict=$(awk -v d="$def_full_wps" -v c="$ceiling_wps" -v nv="$naive_wps" -v a="$def_full_us" -v b="$def_small_us" \
+  -v N="$count" -v S="$small" -v label="$def_label" 'BEGIN {
+  ok = "**met**"; no = "**NOT met**"
+  p = 100 * d / c; x = d / nv; r = a / b
+  printf "- Default settings (%s) reach ≥ 60%% of the COPY ceiling: %.0f / %.0f workflows/s = %.1f%% — %s\n", label, d, c, p, (p >= 60 ? ok : no)
+  printf "- They are ≥ 10× the naive baseline: %.0f / %.0f workflows/s = %.1f× — %s\n", d, nv, x, (x >= 10 ? ok : no)
+  printf "- Per-record cost at %d within 20%% of that at %d: %.2f / %.2f µs = ratio %.3f (criterion: ≤ 1.20) — %s\n", N, S, a, b, r, (r <= 1.20 ? ok : no)
+}')
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+elapsed=$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
+copy_all=$(printf '%s s, ' "${copy_walls[@]}")
+{
+  echo "## patternd ingest vs the COPY ceiling and the naive baseline"
+  echo
+  echo "| run | records | workers | batch | wall s | workflows/s | of ceiling | × naive | µs per record | batches | commit p50 ms | commit p99 ms | patternd peak RSS MiB | patternd CPU s | server CPU s |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "$table"
+  echo
+  echo "### Verdict (issue 4, Done when)"
+  echo
+  [ "$count" -eq 1000000 ] && [ "$small" -eq 100000 ] \
+    || echo "_The criteria are stated for 1,000,000 and 100,000 records; this run used $count and $small._"
+  [ "$count" -eq 1000000 ] && [ "$small" -eq 100000 ] || echo
+  echo "$verdict"
+  echo
+  echo "### How it was measured"
+  echo
+  echo "- Command: \`$invocation\` ($elapsed s in all)"
+  echo "- Input: \`build-bench/pd_gen --count $count --tenants $tenants --seed $seed\` (not timed); the $small-record default run and the naive baseline use its first $small and $naive_count records."
+  echo "- Every ingest: a fresh database, \`patternd migrate\`, a \`CHECKPOINT\`, then \`/usr/bin/time -f '%M %U %S' build-bench/patternd ingest --quiet --db URL [--workers W --batch B] FILE\`; its summary must say processed = records and errors = 0, and every run at $count records wrote the same ${occ_rows[$count]} occurrence rows."
+  echo "- workflows/s = records / wall time of the whole process (start-up, reading, connecting included). Commit latency: patternd's summary, each batch's transaction from BEGIN to COMMIT acknowledged."
+  echo "- Ceiling: the ${exported} \`pattern_occurrences\` rows written by the $count-record default run, exported with \`\\copy (SELECT tenant_id, pattern_id, workflow_id, similarity_score, matched_characteristics, detected_at FROM pattern_occurrences) TO FILE\` and loaded with \`psql -c '\\copy ceiling_occurrences (...) FROM FILE'\` into an empty \`CREATE TABLE ceiling_occurrences (LIKE pattern_occurrences INCLUDING ALL)\` (same primary key and unique index) in a fresh database; one transaction; workflows/s = $count input records / COPY wall seconds; fastest of $copy_runs runs (${copy_all%, }). It writes only the occurrence rows: not the \`workflows\` ledger nor the \`operation_patterns\` statistics that ingest maintains as well."
+  echo "- Naive baseline: \`patternd ingest --workers 1 --batch 1\` (one transaction per record on one connection) on the first $naive_count records only, since the full input would take too long; its rate is per record."
+  echo "- † the COPY row's client is psql: its peak RSS and CPU, not patternd's."
+  echo "- Server CPU: utime+stime+cutime+cstime of the postmaster plus utime+stime of its live children, from /proc, before and 0.3 s after each run (CLK_TCK=$hz); it includes the server's background processes."
+  echo "- PostgreSQL $pg_version via scripts/pg.sh on the same machine: fsync=$pg_fsync, synchronous_commit=$pg_sync, full_page_writes=$pg_fpw, wal_sync_method=$pg_wsm, shared_buffers=$pg_sb, max_wal_size=$pg_mwal."
+  echo "- Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "- Machine: nproc=$(nproc), CPU: ${cpu:-unknown}; load average (1/5/15 min) before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- Files: \`$(realpath --relative-to="$root" "$csv")\`, \`$(realpath --relative-to="$root" "$out/harness.md")\`, \`$(realpath --relative-to="$root" "$out/harness.png")\`"
+} | tee "$out/harness.md"
