@@ -16,6 +16,8 @@ static const char USAGE[] =
     "  migrate  create or update the database schema\n"
     "  ingest   record workflows in PostgreSQL, exactly once\n"
     "  report   list the automation candidates by potential savings\n"
+    "  serve    multi-tenant ingestion over HTTP\n"
+    "  keys     create, list and revoke the API keys of serve\n"
     "\n"
     "`patternd <command> --help` describes a command.  The database is --db URL,\n"
     "else $DATABASE_URL, else libpq's PGHOST, PGPORT, PGUSER, PGDATABASE, ...\n";
@@ -26,10 +28,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } commands[] = {
-        {"detect", pd_cmd_detect},
-        {"migrate", pd_cmd_migrate},
-        {"ingest", pd_cmd_ingest},
-        {"report", pd_cmd_report},
+        {"detect", pd_cmd_detect}, {"migrate", pd_cmd_migrate}, {"ingest", pd_cmd_ingest},
+        {"report", pd_cmd_report}, {"serve", pd_cmd_serve},     {"keys", pd_cmd_keys},
     };
 
     if (sodium_init() < 0) {

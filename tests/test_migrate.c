@@ -36,7 +36,8 @@ Test(migrate, fresh_database_gets_every_table)
     cr_assert_eq(migrate(url, "", &out), 0, "%s", out);
     char *tables = pdt_sql_value(url, "SELECT string_agg(tablename, ',' ORDER BY tablename) "
                                       "FROM pg_tables WHERE schemaname = 'public'");
-    cr_assert_str_eq(tables, "operation_patterns,pattern_occurrences,schema_migrations,workflows");
+    cr_assert_str_eq(tables, "api_keys,operation_patterns,pattern_occurrences,schema_migrations,"
+                             "workflows");
     char *keys = pdt_sql_value(url, "SELECT count(*) FROM pg_index i JOIN pg_class c ON "
                                     "c.oid = i.indrelid JOIN pg_attribute a ON a.attrelid = c.oid "
                                     "AND a.attnum = i.indkey[0] WHERE (i.indisprimary OR "
@@ -105,7 +106,7 @@ Test(migrate, concurrent_migrators_both_succeed_with_one_schema)
     snprintf(expected, sizeof(expected), "%zu", files);
     cr_assert_str_eq(n, expected);
     char *tables = pdt_sql_value(url, "SELECT count(*) FROM pg_tables WHERE schemaname='public'");
-    cr_assert_str_eq(tables, "4");
+    cr_assert_str_eq(tables, "5");
     free(tables);
     free(listing);
     free(n);

@@ -1,0 +1,87 @@
+/*
+ * API keys: their format, generation and salted hashes, and the api_keys
+ * table.
+ *
+ * A key reads "pdk_<tenant>~<key id>~<secret>".  The tenant comes first so
+ * that the service knows which tenant to set for row-level security before
+ * it looks the key up (the lookup itself runs under that tenant); '~' is
+ * outside the tenant alphabet [A-Za-z0-9._-], so the split is unambiguous.
+ * The key id is 16 hex digits (64 random bits) and names the key in
+ * `patternd keys list|revoke`; the secret is 32 random bytes in unpadded
+ * base64url (43 characters).
+ *
+ * Only a salted hash of the secret is stored: BLAKE2b-256 (libsodium's
+ * crypto_generichash) keyed with a random 32-byte salt per key.  A slow
+ * password hash protects guessable secrets; these have 256 bits of
+ * entropy, so a fast keyed hash is as strong and keeps authentication off
+ * the critical path.  Hashes are compared in constant time.
+ *
+ * The functions taking a pd_db_t run on whichever thread owns that
+ * connection; the others are pure.
+ */
+#ifndef PD_KEYS_H
+#define PD_KEYS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "pd/db.h"
+#include "pd/error.h"
+#include "pd/record.h"
+
+#define PD_KEY_PREFIX "pdk_"
+#define PD_KEY_ID_LEN 16
+#define PD_KEY_SECRET_LEN 43
+#define PD_KEY_TEXT_MAX (4 + PD_TENANT_MAX + 1 + PD_KEY_ID_LEN + 1 + PD_KEY_SECRET_LEN + 1)
+
+typedef struct pd_key {
+    char tenant[PD_TENANT_MAX + 1];
+    char key_id[PD_KEY_ID_LEN + 1];
+    char secret[PD_KEY_SECRET_LEN + 1];
+} pd_key_t;
+
+/* Splits a key's text into out; PD_EINVAL when it is not a well-formed key. */
+int pd_key_parse(const char *text, pd_key_t *out);
+
+/* The key of an Authorization header value "Bearer <key>"; PD_EINVAL otherwise. */
+int pd_key_from_bearer(const char *authorization, pd_key_t *out);
+
+/* A new random key for tenant (which must be valid). */
+void pd_key_generate(const char *tenant, pd_key_t *out);
+
+/* The key's text, "pdk_<tenant>~<key id>~<secret>". */
+void pd_key_format(const pd_key_t *key, char out[PD_KEY_TEXT_MAX]);
+
+/*
+ * Begins a transaction with patternd.tenant set to tenant for its duration
+ * (set_config(..., true), i.e. SET LOCAL), which the row-level security
+ * policies check.  The caller ends it with COMMIT or ROLLBACK.
+ */
+int pd_tenant_begin(pd_db_t *db, const char *tenant, pd_error_t *err);
+
+/* Stores a new key (a random salt and the hash of its secret, never the secret). */
+int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err);
+
+/*
+ * Looks the key up under its tenant.  *valid is true when a key with that
+ * tenant and id exists, is not revoked, and its secret hashes to the stored
+ * hash.  Returns 0 (whatever *valid) or a database error.
+ */
+int pd_keys_verify(pd_db_t *db, const pd_key_t *key, bool *valid, pd_error_t *err);
+
+/*
+ * Revokes the key key_id, of tenant when tenant is not NULL (required when
+ * the connection's role is subject to row-level security).  *revoked gets
+ * the number of keys revoked (0: no such active key).
+ */
+int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *revoked,
+                   pd_error_t *err);
+
+/*
+ * The keys of tenant (NULL: every key the role may see), oldest first, as
+ * columns tenant_id, key_id, created_at, revoked_at (NULL when active).
+ * The caller frees *out with pd_db_result_free().
+ */
+int pd_keys_list(pd_db_t *db, const char *tenant, PGresult **out, pd_error_t *err);
+
+#endif

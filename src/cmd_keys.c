@@ -1,0 +1,141 @@
+/*
+ * `patternd keys create|list|revoke`: the API keys of the HTTP service.
+ *
+ * Runs on one thread, with one connection.  A new key's secret is printed
+ * once, as the last line of standard output, and never stored: the table
+ * keeps a salted hash (see include/pd/keys.h).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pd/cli.h"
+#include "pd/db.h"
+#include "pd/keys.h"
+#include "pd/record.h"
+
+static const char USAGE[] =
+    "usage: patternd keys create --tenant T [--db URL]\n"
+    "       patternd keys list [--tenant T] [--db URL]\n"
+    "       patternd keys revoke [--tenant T] [--db URL] KEY_ID\n"
+    "\n"
+    "Manages the API keys of `patternd serve`.  A key acts for its tenant only.\n"
+    "\n"
+    "  create   makes a new key for tenant T and prints it once, as the last line;\n"
+    "           only a salted hash of its secret is stored\n"
+    "  list     the keys (of tenant T): tenant, key id, created, revoked\n"
+    "  revoke   revokes the key KEY_ID (from `list`, or the part of the key between\n"
+    "           the two '~'); requests with it are refused from then on\n"
+    "\n"
+    "  --db URL     database (default: $DATABASE_URL, else libpq's PG* variables)\n"
+    "  --tenant T   the tenant; required for create, and for list and revoke when\n"
+    "               the role is subject to row-level security (patternd_service)\n"
+    "  -h, --help   show this help\n";
+
+int pd_cmd_keys(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"tenant", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *url = NULL, *tenant = NULL;
+    int opt;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? PD_EXIT_USAGE : PD_EXIT_OK;
+    }
+    const char *action = argv[1];
+    bool create = strcmp(action, "create") == 0, list = strcmp(action, "list") == 0,
+         revoke = strcmp(action, "revoke") == 0;
+    if (!create && !list && !revoke) {
+        pd_cli_fail("keys: unknown action '%s'", action);
+        fputs(USAGE, stderr);
+        return PD_EXIT_USAGE;
+    }
+    optind = 1;
+    while ((opt = getopt_long(argc - 1, argv + 1, "h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'd':
+            url = optarg;
+            break;
+        case 't':
+            if (!pd_cli_tenant("--tenant", optarg))
+                return PD_EXIT_USAGE;
+            tenant = optarg;
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return PD_EXIT_OK;
+        default:
+            fputs(USAGE, stderr);
+            return PD_EXIT_USAGE;
+        }
+    }
+    int rest = argc - 1 - optind;
+    char **args = argv + 1 + optind;
+    if (create && tenant == NULL) {
+        pd_cli_fail("keys create: --tenant is required");
+        return PD_EXIT_USAGE;
+    }
+    if ((revoke && rest != 1) || (!revoke && rest != 0)) {
+        pd_cli_fail(revoke ? "keys revoke: expected one KEY_ID" : "keys %s takes no arguments",
+                    action);
+        return PD_EXIT_USAGE;
+    }
+
+    pd_db_t *db = NULL;
+    pd_error_t err;
+    int exit_code = PD_EXIT_FAIL;
+    if (pd_db_connect(pd_db_conninfo(url), &db, &err) < 0) {
+        pd_cli_fail("%s", err.message);
+        return PD_EXIT_FAIL;
+    }
+    if (create) {
+        pd_key_t key;
+        char text[PD_KEY_TEXT_MAX];
+        pd_key_generate(tenant, &key);
+        if (pd_keys_create(db, &key, &err) < 0) {
+            pd_cli_fail("%s", err.message);
+            goto done;
+        }
+        pd_key_format(&key, text);
+        printf("created key %s for tenant %s; it is shown only now, keep it secret:\n%s\n",
+               key.key_id, tenant, text);
+        exit_code = PD_EXIT_OK;
+    } else if (list) {
+        PGresult *res = NULL;
+        if (pd_keys_list(db, tenant, &res, &err) < 0) {
+            pd_cli_fail("%s", err.message);
+            goto done;
+        }
+        if (PQntuples(res) == 0) {
+            puts(tenant ? "no keys for this tenant" : "no keys (or none visible to this role)");
+        } else {
+            printf("%-24s %-16s %-20s %s\n", "tenant", "key_id", "created", "revoked");
+            for (int i = 0; i < PQntuples(res); i++)
+                printf("%-24s %-16s %-20s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                       PQgetvalue(res, i, 2), PQgetisnull(res, i, 3) ? "-" : PQgetvalue(res, i, 3));
+        }
+        pd_db_result_free(res);
+        exit_code = PD_EXIT_OK;
+    } else {
+        long revoked = 0;
+        if (pd_keys_revoke(db, tenant, args[0], &revoked, &err) < 0) {
+            pd_cli_fail("%s", err.message);
+            goto done;
+        }
+        if (revoked == 0) {
+            pd_cli_fail("no active key %s%s%s", args[0], tenant ? " of tenant " : "",
+                        tenant ? tenant : "");
+            goto done;
+        }
+        printf("revoked key %s\n", args[0]);
+        exit_code = PD_EXIT_OK;
+    }
+done:
+    pd_db_destroy(db);
+    return exit_code;
+}

@@ -1,0 +1,221 @@
+/*
+ * API keys; see include/pd/keys.h.
+ *
+ * Threads: pure functions, and database functions that run on the thread
+ * owning the pd_db_t they are given (a `patternd keys` command, or one of
+ * the service's reader threads).
+ */
+#include "pd/keys.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SALT_BYTES crypto_generichash_KEYBYTES /* 32 */
+#define HASH_BYTES crypto_generichash_BYTES    /* 32 */
+
+static const char SQL_TENANT[] = "SELECT set_config('patternd.tenant', $1, true)";
+static const char SQL_INSERT[] = "INSERT INTO api_keys (tenant_id, key_id, salt, hash)"
+                                 " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'))";
+static const char SQL_LOOKUP[] = "SELECT encode(salt, 'hex'), encode(hash, 'hex') FROM api_keys"
+                                 " WHERE tenant_id = $1 AND key_id = $2 AND revoked_at IS NULL";
+static const char SQL_REVOKE[] = "UPDATE api_keys SET revoked_at = now()"
+                                 " WHERE ($1::text IS NULL OR tenant_id = $1) AND key_id = $2"
+                                 " AND revoked_at IS NULL";
+static const char SQL_LIST[] =
+    "SELECT tenant_id, key_id,"
+    " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    " to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    " FROM api_keys WHERE $1::text IS NULL OR tenant_id = $1"
+    " ORDER BY created_at, tenant_id COLLATE \"C\", key_id";
+
+static bool is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+static bool is_base64url(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '-' || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+int pd_key_parse(const char *text, pd_key_t *out)
+{
+    size_t plen = sizeof(PD_KEY_PREFIX) - 1;
+    if (strncmp(text, PD_KEY_PREFIX, plen) != 0)
+        return PD_EINVAL;
+    const char *tenant = text + plen;
+    const char *sep1 = strchr(tenant, '~');
+    if (sep1 == NULL || sep1 == tenant || (size_t)(sep1 - tenant) > PD_TENANT_MAX)
+        return PD_EINVAL;
+    const char *id = sep1 + 1;
+    const char *sep2 = strchr(id, '~');
+    if (sep2 == NULL || (size_t)(sep2 - id) != PD_KEY_ID_LEN || !is_hex(id, PD_KEY_ID_LEN))
+        return PD_EINVAL;
+    const char *secret = sep2 + 1;
+    if (strlen(secret) != PD_KEY_SECRET_LEN || !is_base64url(secret, PD_KEY_SECRET_LEN))
+        return PD_EINVAL;
+    memset(out, 0, sizeof(*out));
+    memcpy(out->tenant, tenant, (size_t)(sep1 - tenant));
+    if (!pd_tenant_valid(out->tenant))
+        return PD_EINVAL;
+    memcpy(out->key_id, id, PD_KEY_ID_LEN);
+    memcpy(out->secret, secret, PD_KEY_SECRET_LEN);
+    return PD_OK;
+}
+
+int pd_key_from_bearer(const char *authorization, pd_key_t *out)
+{
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return PD_EINVAL;
+    const char *token = authorization + 7;
+    while (*token == ' ')
+        token++;
+    char buf[PD_KEY_TEXT_MAX];
+    size_t n = strlen(token);
+    while (n > 0 && (token[n - 1] == ' ' || token[n - 1] == '\t'))
+        n--;
+    if (n >= sizeof(buf))
+        return PD_EINVAL;
+    memcpy(buf, token, n);
+    buf[n] = '\0';
+    return pd_key_parse(buf, out);
+}
+
+void pd_key_generate(const char *tenant, pd_key_t *out)
+{
+    unsigned char id[PD_KEY_ID_LEN / 2], secret[32];
+    memset(out, 0, sizeof(*out));
+    snprintf(out->tenant, sizeof(out->tenant), "%s", tenant);
+    randombytes_buf(id, sizeof(id));
+    sodium_bin2hex(out->key_id, sizeof(out->key_id), id, sizeof(id));
+    randombytes_buf(secret, sizeof(secret));
+    sodium_bin2base64(out->secret, sizeof(out->secret), secret, sizeof(secret),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(secret, sizeof(secret));
+}
+
+void pd_key_format(const pd_key_t *key, char out[PD_KEY_TEXT_MAX])
+{
+    snprintf(out, PD_KEY_TEXT_MAX, "%s%s~%s~%s", PD_KEY_PREFIX, key->tenant, key->key_id,
+             key->secret);
+}
+
+static void hash_secret(const pd_key_t *key, const unsigned char salt[SALT_BYTES],
+                        unsigned char out[HASH_BYTES])
+{
+    crypto_generichash(out, HASH_BYTES, (const unsigned char *)key->secret, strlen(key->secret),
+                       salt, SALT_BYTES);
+}
+
+int pd_tenant_begin(pd_db_t *db, const char *tenant, pd_error_t *err)
+{
+    int rc = pd_db_exec(db, "BEGIN", err);
+    if (rc < 0)
+        return rc;
+    if ((rc = pd_db_query(db, SQL_TENANT, 1, &tenant, NULL, err)) < 0)
+        pd_db_exec(db, "ROLLBACK", NULL);
+    return rc;
+}
+
+/* Ends the transaction begun by pd_tenant_begin: COMMIT when rc is 0, else ROLLBACK. */
+static int end_tx(pd_db_t *db, int rc, pd_error_t *err)
+{
+    if (rc < 0) {
+        if (rc != PD_ECONN)
+            pd_db_exec(db, "ROLLBACK", NULL);
+        return rc;
+    }
+    return pd_db_exec(db, "COMMIT", err);
+}
+
+int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err)
+{
+    unsigned char salt[SALT_BYTES], hash[HASH_BYTES];
+    char salt_hex[2 * SALT_BYTES + 1], hash_hex[2 * HASH_BYTES + 1];
+    randombytes_buf(salt, sizeof(salt));
+    hash_secret(key, salt, hash);
+    sodium_bin2hex(salt_hex, sizeof(salt_hex), salt, sizeof(salt));
+    sodium_bin2hex(hash_hex, sizeof(hash_hex), hash, sizeof(hash));
+    int rc = pd_tenant_begin(db, key->tenant, err);
+    if (rc < 0)
+        return rc;
+    const char *params[] = {key->tenant, key->key_id, salt_hex, hash_hex};
+    rc = pd_db_query(db, SQL_INSERT, 4, params, NULL, err);
+    return end_tx(db, rc, err);
+}
+
+int pd_keys_verify(pd_db_t *db, const pd_key_t *key, bool *valid, pd_error_t *err)
+{
+    PGresult *res = NULL;
+    *valid = false;
+    int rc = pd_tenant_begin(db, key->tenant, err);
+    if (rc < 0)
+        return rc;
+    const char *params[] = {key->tenant, key->key_id};
+    rc = pd_db_query(db, SQL_LOOKUP, 2, params, &res, err);
+    if ((rc = end_tx(db, rc, err)) < 0) {
+        pd_db_result_free(res);
+        return rc;
+    }
+    if (PQntuples(res) == 1) {
+        unsigned char salt[SALT_BYTES], stored[HASH_BYTES], hash[HASH_BYTES];
+        size_t salt_len = 0, stored_len = 0;
+        const char *salt_hex = PQgetvalue(res, 0, 0), *hash_hex = PQgetvalue(res, 0, 1);
+        if (sodium_hex2bin(salt, sizeof(salt), salt_hex, strlen(salt_hex), NULL, &salt_len, NULL) ==
+                0 &&
+            sodium_hex2bin(stored, sizeof(stored), hash_hex, strlen(hash_hex), NULL, &stored_len,
+                           NULL) == 0 &&
+            salt_len == SALT_BYTES && stored_len == HASH_BYTES) {
+            hash_secret(key, salt, hash);
+            *valid = sodium_memcmp(hash, stored, HASH_BYTES) == 0;
+        }
+    }
+    pd_db_result_free(res);
+    return PD_OK;
+}
+
+int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *revoked,
+                   pd_error_t *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {tenant, key_id};
+    int rc = tenant != NULL ? pd_tenant_begin(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
+    if (rc < 0)
+        return rc;
+    rc = pd_db_query(db, SQL_REVOKE, 2, params, &res, err);
+    if ((rc = end_tx(db, rc, err)) < 0) {
+        pd_db_result_free(res);
+        return rc;
+    }
+    *revoked = strtol(PQcmdTuples(res), NULL, 10);
+    pd_db_result_free(res);
+    return PD_OK;
+}
+
+int pd_keys_list(pd_db_t *db, const char *tenant, PGresult **out, pd_error_t *err)
+{
+    PGresult *res = NULL;
+    int rc = tenant != NULL ? pd_tenant_begin(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
+    if (rc < 0)
+        return rc;
+    rc = pd_db_query(db, SQL_LIST, 1, &tenant, &res, err);
+    if ((rc = end_tx(db, rc, err)) < 0) {
+        pd_db_result_free(res);
+        return rc;
+    }
+    *out = res;
+    return PD_OK;
+}
