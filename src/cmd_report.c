@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,11 +52,14 @@ enum {
 
 typedef enum format { F_TABLE, F_JSON, F_CSV } format_t;
 
-static void print_table(const PGresult *res)
+static void print_table(const PGresult *res, bool all_tenants)
 {
     int n = PQntuples(res);
     if (n == 0) {
         puts("no patterns yet: ingest some workflows with `patternd ingest`");
+        if (all_tenants)
+            puts("(or none visible: across tenants, row-level security shows rows only to a role "
+                 "that bypasses it; try --tenant T)");
         return;
     }
     printf("%4s  %-16s %-28s %8s %12s %12s %14s %10s\n", "rank", "tenant", "signature", "count",
@@ -171,16 +175,24 @@ int pd_cmd_report(int argc, char **argv)
     char limit[32];
     snprintf(limit, sizeof(limit), "%ld", top);
     const char *params[] = {tenant, top == 0 ? NULL : limit};
+    /*
+     * With --tenant the query runs scoped to that tenant, so that it works for
+     * any role under row-level security; across tenants it needs a role that
+     * bypasses the policies (the owner with BYPASSRLS, or a superuser).
+     */
     if (pd_db_connect(pd_db_conninfo(url), &db, &err) < 0 ||
-        pd_db_query(db, SQL_REPORT, 2, params, &res, &err) < 0) {
+        (tenant != NULL && pd_db_begin_tenant(db, tenant, &err) < 0) ||
+        pd_db_query(db, SQL_REPORT, 2, params, &res, &err) < 0 ||
+        (tenant != NULL && pd_db_exec(db, "COMMIT", &err) < 0)) {
         pd_cli_fail("%s", err.message);
+        pd_db_result_free(res);
         pd_db_destroy(db);
         return PD_EXIT_FAIL;
     }
     int rc = 0;
     switch (format) {
     case F_TABLE:
-        print_table(res);
+        print_table(res, tenant == NULL);
         break;
     case F_CSV:
         print_csv(res);

@@ -678,7 +678,7 @@ static int read_patterns(reader_t *r, read_job_t *j)
     PGresult *res = NULL;
     char limit[32];
     snprintf(limit, sizeof(limit), "%ld", j->top);
-    int rc = pd_tenant_begin(r->db, j->key.tenant, &j->err);
+    int rc = pd_db_begin_tenant(r->db, j->key.tenant, &j->err);
     if (rc < 0)
         return rc;
     const char *params[] = {j->key.tenant, limit};

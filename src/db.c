@@ -107,3 +107,13 @@ void pd_db_result_free(PGresult *res)
 {
     PQclear(res);
 }
+
+int pd_db_begin_tenant(pd_db_t *db, const char *tenant, pd_error_t *err)
+{
+    int rc = pd_db_exec(db, "BEGIN", err);
+    if (rc < 0)
+        return rc;
+    if ((rc = pd_db_query(db, PD_SQL_SET_TENANT, 1, &tenant, NULL, err)) < 0)
+        pd_db_exec(db, "ROLLBACK", NULL);
+    return rc;
+}

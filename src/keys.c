@@ -16,7 +16,6 @@
 #define SALT_BYTES crypto_generichash_KEYBYTES /* 32 */
 #define HASH_BYTES crypto_generichash_BYTES    /* 32 */
 
-static const char SQL_TENANT[] = "SELECT set_config('patternd.tenant', $1, true)";
 static const char SQL_INSERT[] = "INSERT INTO api_keys (tenant_id, key_id, salt, hash)"
                                  " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'))";
 static const char SQL_LOOKUP[] = "SELECT encode(salt, 'hex'), encode(hash, 'hex') FROM api_keys"
@@ -120,17 +119,7 @@ static void hash_secret(const pd_key_t *key, const unsigned char salt[SALT_BYTES
                        salt, SALT_BYTES);
 }
 
-int pd_tenant_begin(pd_db_t *db, const char *tenant, pd_error_t *err)
-{
-    int rc = pd_db_exec(db, "BEGIN", err);
-    if (rc < 0)
-        return rc;
-    if ((rc = pd_db_query(db, SQL_TENANT, 1, &tenant, NULL, err)) < 0)
-        pd_db_exec(db, "ROLLBACK", NULL);
-    return rc;
-}
-
-/* Ends the transaction begun by pd_tenant_begin: COMMIT when rc is 0, else ROLLBACK. */
+/* Ends the transaction begun by pd_db_begin_tenant: COMMIT when rc is 0, else ROLLBACK. */
 static int end_tx(pd_db_t *db, int rc, pd_error_t *err)
 {
     if (rc < 0) {
@@ -149,7 +138,7 @@ int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err)
     hash_secret(key, salt, hash);
     sodium_bin2hex(salt_hex, sizeof(salt_hex), salt, sizeof(salt));
     sodium_bin2hex(hash_hex, sizeof(hash_hex), hash, sizeof(hash));
-    int rc = pd_tenant_begin(db, key->tenant, err);
+    int rc = pd_db_begin_tenant(db, key->tenant, err);
     if (rc < 0)
         return rc;
     const char *params[] = {key->tenant, key->key_id, salt_hex, hash_hex};
@@ -161,7 +150,7 @@ int pd_keys_verify(pd_db_t *db, const pd_key_t *key, bool *valid, pd_error_t *er
 {
     PGresult *res = NULL;
     *valid = false;
-    int rc = pd_tenant_begin(db, key->tenant, err);
+    int rc = pd_db_begin_tenant(db, key->tenant, err);
     if (rc < 0)
         return rc;
     const char *params[] = {key->tenant, key->key_id};
@@ -192,7 +181,7 @@ int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *re
 {
     PGresult *res = NULL;
     const char *params[] = {tenant, key_id};
-    int rc = tenant != NULL ? pd_tenant_begin(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
+    int rc = tenant != NULL ? pd_db_begin_tenant(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
     if (rc < 0)
         return rc;
     rc = pd_db_query(db, SQL_REVOKE, 2, params, &res, err);
@@ -208,7 +197,7 @@ int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *re
 int pd_keys_list(pd_db_t *db, const char *tenant, PGresult **out, pd_error_t *err)
 {
     PGresult *res = NULL;
-    int rc = tenant != NULL ? pd_tenant_begin(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
+    int rc = tenant != NULL ? pd_db_begin_tenant(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
     if (rc < 0)
         return rc;
     rc = pd_db_query(db, SQL_LIST, 1, &tenant, &res, err);

@@ -44,8 +44,6 @@
 #include "pd/detect.h"
 #include "pd/jsonw.h"
 
-static const char SQL_TENANT[] = "SELECT set_config('patternd.tenant', $1, true)";
-
 static const char SQL_CLAIM[] =
     "WITH claimed AS ("
     " INSERT INTO workflows (tenant_id, workflow_id, batch_token)"
@@ -268,8 +266,8 @@ static int ensure_connected(pd_store_t *s, pd_error_t *err)
         const char *name, *sql;
         int nparams;
     } statements[] = {
-        {"pd_tenant", SQL_TENANT, 1},       {"pd_claim", SQL_CLAIM, 3},
-        {"pd_patterns", SQL_PATTERNS, 12},  {"pd_check", SQL_CHECK, 3},
+        {"pd_tenant", PD_SQL_SET_TENANT, 1}, {"pd_claim", SQL_CLAIM, 3},
+        {"pd_patterns", SQL_PATTERNS, 12},   {"pd_check", SQL_CHECK, 3},
         {"pd_check_new", SQL_CHECK_NEW, 2},
     };
     for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {

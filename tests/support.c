@@ -274,3 +274,18 @@ void pdt_write_file(const char *path, const char *data, size_t len)
     REQUIRE(fwrite(data, 1, len, f) == len, "writing %s", path);
     REQUIRE(fclose(f) == 0, "closing %s", path);
 }
+
+char *pdt_service_url(const char *url)
+{
+    /* Roles are cluster-wide and tests run concurrently: tolerate another's creation. */
+    pdt_sql_exec(url, "DO $$ BEGIN CREATE ROLE pdt_service LOGIN IN ROLE patternd_service;"
+                      " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$");
+    const char *at = strstr(url, "postgres@");
+    REQUIRE(at != NULL, "unexpected test URL %s", url);
+    char *out = malloc(strlen(url) + 16);
+    size_t head = (size_t)(at - url);
+    memcpy(out, url, head);
+    strcpy(out + head, "pdt_service@");
+    strcat(out, at + strlen("postgres@"));
+    return out;
+}

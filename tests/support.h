@@ -64,6 +64,13 @@ void pdt_assert_patterns_match(const char *url, const char *expected_path);
  */
 char *pdt_tables_digest(const char *url);
 
+/*
+ * The URL of the same database as a login role that is a member of
+ * patternd_service: under row-level security, unlike the superuser the tests
+ * otherwise connect as.  malloc'd.
+ */
+char *pdt_service_url(const char *url);
+
 /* Writes a file; fails the test on error. */
 void pdt_write_file(const char *path, const char *data, size_t len);
 

@@ -349,3 +349,36 @@ Test(ingest, typical_input_is_the_first_workflow_of_each_pattern)
     free(expected);
     free(url);
 }
+
+Test(report, tenant_report_works_under_row_level_security)
+{
+    char *url = pdt_new_migrated_database();
+    char args[4096];
+    snprintf(args, sizeof(args), "'%s'", pdt_data("sample-600.ndjson"));
+    int status;
+    free(pdt_ingest(url, args, &status));
+    cr_assert_eq(status, 0);
+    char *svc = pdt_service_url(url);
+
+    /* Scoped to a tenant, a role under row-level security sees that tenant's patterns. */
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' report --db '%s' --tenant tenant-01 --top 0 --format csv",
+             pdt_binary(), svc);
+    char *csv = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0, "%s", csv);
+    char *n = pdt_sql_value(url, "SELECT count(*) FROM operation_patterns WHERE tenant_id = "
+                                 "'tenant-01'");
+    cr_assert_eq((long)pdt_count_lines(csv) - 1, strtol(n, NULL, 10), "%s", csv);
+    cr_assert_null(strstr(csv, "tenant-00"));
+
+    /* Across tenants it sees nothing, and says why. */
+    snprintf(cmd, sizeof(cmd), "'%s' report --db '%s'", pdt_binary(), svc);
+    char *table = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0);
+    cr_assert_not_null(strstr(table, "row-level security"), "%s", table);
+    free(table);
+    free(n);
+    free(csv);
+    free(svc);
+    free(url);
+}

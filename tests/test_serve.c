@@ -43,22 +43,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The URL of the same database, as the test's member of patternd_service. */
-static char *service_url(const char *url)
-{
-    /* Roles are cluster-wide and tests run concurrently: tolerate another's creation. */
-    pdt_sql_exec(url, "DO $$ BEGIN CREATE ROLE pdt_service LOGIN IN ROLE patternd_service;"
-                      " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$");
-    const char *at = strstr(url, "postgres@");
-    cr_assert_not_null(at, "unexpected test URL %s", url);
-    char *out = malloc(strlen(url) + 16);
-    size_t head = (size_t)(at - url);
-    memcpy(out, url, head);
-    strcpy(out + head, "pdt_service@");
-    strcat(out, at + strlen("postgres@"));
-    return out;
-}
-
 /* Runs `patternd keys create` and returns the key (its last line); malloc'd. */
 static char *create_key(const char *url, const char *tenant)
 {
@@ -267,7 +251,7 @@ Test(keys, create_prints_key_last_and_stores_only_a_salted_hash)
 Test(serve, missing_unknown_and_revoked_keys_get_401_and_write_nothing)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     char *key = create_key(url, "acme");
     server_t s = start_server(svc, NULL);
     static const char record[] = "{\"workflow_id\": \"w1\", \"nl_input\": \"run the tests\"}\n";
@@ -345,7 +329,7 @@ Test(serve, refuses_to_run_as_a_role_that_bypasses_row_level_security)
 Test(serve, records_of_another_tenant_are_rejected_and_nothing_of_them_written)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     char *key = create_key(url, "acme");
     server_t s = start_server(svc, NULL);
     static const char records[] =
@@ -393,7 +377,7 @@ Test(serve, records_of_another_tenant_are_rejected_and_nothing_of_them_written)
 Test(serve, mixed_batch_gets_207_with_one_result_per_record_in_order)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     char *key = create_key(url, "acme");
     const char *extra[] = {"--max-record-bytes", "200", NULL};
     server_t s = start_server(svc, extra);
@@ -475,7 +459,7 @@ Test(serve, mixed_batch_gets_207_with_one_result_per_record_in_order)
 Test(serve, sample_through_two_servers_matches_reference)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     const char *tenants[] = {"tenant-00", "tenant-01", "tenant-02"};
     char *keys[3];
     for (int t = 0; t < 3; t++)
@@ -535,7 +519,7 @@ Test(serve, sample_through_two_servers_matches_reference)
 Test(serve, oversize_body_gets_413_and_writes_nothing)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     char *key = create_key(url, "acme");
     const char *extra[] = {"--max-body-bytes", "100000", NULL};
     server_t s = start_server(svc, extra);
@@ -579,7 +563,7 @@ Test(serve, oversize_body_gets_413_and_writes_nothing)
 Test(serve, malformed_http_gets_400_and_headers_too_large_431)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     server_t s = start_server(svc, NULL);
     static const char garbage[] = "GARBAGE\r\n\r\n";
     char *r = raw_exchange(s.port, garbage, sizeof(garbage) - 1, 5, NULL);
@@ -614,7 +598,7 @@ Test(serve, malformed_http_gets_400_and_headers_too_large_431)
 Test(serve, keep_alive_connection_answers_pipelined_requests_in_order)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     const char *extra[] = {"--idle-timeout", "1", NULL};
     server_t s = start_server(svc, extra);
     static const char two[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -637,7 +621,7 @@ Test(serve, keep_alive_connection_answers_pipelined_requests_in_order)
 Test(serve, slow_client_is_timed_out_with_408)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     const char *extra[] = {"--read-timeout", "1", NULL};
     server_t s = start_server(svc, extra);
     /* Headers begun, never finished: the server answers 408 and closes after about 1 s. */
@@ -720,7 +704,7 @@ static void concurrent_posts(const server_t *s, const char *key, char **files, i
 Test(serve, full_write_queue_refuses_with_503_and_retry_after)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     char *key = create_key(url, "acme");
     const char *extra[] = {"--workers", "1", "--queue", "0", NULL};
     server_t s = start_server(svc, extra);
@@ -771,7 +755,7 @@ Test(serve, full_write_queue_refuses_with_503_and_retry_after)
 Test(serve, sigterm_with_requests_in_flight_loses_no_acknowledged_record)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     char *key = create_key(url, "acme");
     const char *extra[] = {"--workers", "2", "--queue", "16", NULL};
     server_t s = start_server(svc, extra);
@@ -835,7 +819,7 @@ Test(serve, sigterm_with_requests_in_flight_loses_no_acknowledged_record)
 Test(serve, healthz_readyz_and_metrics)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     char *key = create_key(url, "acme");
     server_t s = start_server(svc, NULL);
     int status;
@@ -896,7 +880,7 @@ static long count_in(PGconn *c, const char *sql)
 Test(rls, service_role_sees_and_writes_only_the_tenant_it_set)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     /* Data of two tenants (ingest runs as the superuser here, and sets the tenant itself). */
     char *a = records_file("a", 20);
     char args[512];
@@ -985,7 +969,7 @@ Test(rls, service_role_sees_and_writes_only_the_tenant_it_set)
 Test(serve, drain_waits_for_a_begun_request_and_a_second_signal_exits_at_once)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = service_url(url);
+    char *svc = pdt_service_url(url);
     server_t s = start_server(svc, NULL);
     /* A request begun but not finished keeps the drain waiting (up to the read timeout). */
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -50,4 +50,18 @@ int pd_db_classify(pd_db_t *db, const PGresult *res);
 
 void pd_db_result_free(PGresult *res);
 
+/*
+ * The statement that scopes a transaction to one tenant: the row-level
+ * security policies (migrations/0002) compare every row's tenant_id with
+ * patternd.tenant, which this sets until the transaction ends (SET LOCAL).
+ * Parameter $1 is the tenant.
+ */
+#define PD_SQL_SET_TENANT "SELECT set_config('patternd.tenant', $1, true)"
+
+/*
+ * Begins a transaction scoped to tenant (see PD_SQL_SET_TENANT).  The
+ * caller ends it with COMMIT or ROLLBACK.  Same returns as pd_db_query().
+ */
+int pd_db_begin_tenant(pd_db_t *db, const char *tenant, pd_error_t *err);
+
 #endif

@@ -52,13 +52,6 @@ void pd_key_generate(const char *tenant, pd_key_t *out);
 /* The key's text, "pdk_<tenant>~<key id>~<secret>". */
 void pd_key_format(const pd_key_t *key, char out[PD_KEY_TEXT_MAX]);
 
-/*
- * Begins a transaction with patternd.tenant set to tenant for its duration
- * (set_config(..., true), i.e. SET LOCAL), which the row-level security
- * policies check.  The caller ends it with COMMIT or ROLLBACK.
- */
-int pd_tenant_begin(pd_db_t *db, const char *tenant, pd_error_t *err);
-
 /* Stores a new key (a random salt and the hash of its secret, never the secret). */
 int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err);
 
