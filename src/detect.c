@@ -982,49 +982,6 @@ int pd_detect_record(const pd_record_t *rec, pd_detection_t *det)
     return 0;
 }
 
-json_t *pd_detection_characteristics(const pd_detection_t *det, const pd_record_t *rec)
-{
-    json_t *obj = json_object();
-    json_t *keywords = json_array();
-    json_t *files = json_array();
-    if (obj == NULL || keywords == NULL || files == NULL)
-        goto fail;
-    for (int i = 0; i < PD_KEYWORD_COUNT; i++)
-        if ((det->keywords & (UINT32_C(1) << i)) &&
-            json_array_append_new(keywords, json_string_nocheck(pd_detect_keywords[i])) != 0)
-            goto fail;
-    for (size_t i = 0; i < det->n_files; i++) {
-        const pd_span_t *f = &det->files[i];
-        if (json_array_append_new(files,
-                                  json_stringn_nocheck(rec->nl_input.ptr + f->off, f->len)) != 0)
-            goto fail;
-    }
-    /*
-     * A set_new call takes its value even when it fails, so all of them are
-     * made (|, not ||) and the arrays are no longer ours to release.
-     */
-    json_t *kw = keywords, *fl = files;
-    keywords = files = NULL;
-    int failed = 0;
-    failed |= json_object_set_new_nocheck(obj, "input_length", json_integer(det->input_length));
-    failed |= json_object_set_new_nocheck(obj, "keywords", kw);
-    failed |= json_object_set_new_nocheck(obj, "files_mentioned", fl);
-    failed |= json_object_set_new_nocheck(
-        obj, "duration_range", json_string_nocheck(pd_duration_range_name(det->duration_range)));
-    failed |= json_object_set_new_nocheck(obj, "complexity",
-                                          json_string_nocheck(pd_complexity_name(det->complexity)));
-    failed |= json_object_set_new_nocheck(obj, "error_count", json_integer(det->error_count));
-    if (failed)
-        goto fail;
-    return obj;
-
-fail:
-    json_decref(keywords);
-    json_decref(files);
-    json_decref(obj);
-    return NULL;
-}
-
 const char *pd_duration_range_name(pd_duration_range_t r)
 {
     switch (r) {

@@ -13,6 +13,7 @@
 #include <utf8proc.h>
 
 #include "pd/detect.h"
+#include "pd/jsonw.h"
 
 #define LIST_MAX 1024
 
@@ -526,8 +527,12 @@ Test(detect, characteristics_json_has_reference_key_order)
     rec.duration_ms = 200000;
     pd_detection_t det;
     detect(&rec, &det);
-    json_t *obj = pd_detection_characteristics(&det, &rec);
-    cr_assert_not_null(obj);
+    pd_buf_t out = {0};
+    pd_jsonw_characteristics(&out, &det, &rec);
+    cr_assert_eq(out.failed, 0);
+    json_t *obj = json_loadb(out.data, out.len, JSON_DECODE_ANY, NULL);
+    cr_assert_not_null(obj, "%.*s", (int)out.len, out.data);
+    pd_buf_close(&out);
     char *s = json_dumps(obj, JSON_COMPACT);
     cr_assert_str_eq(s, "{\"input_length\":19,\"keywords\":[\"server\"],"
                         "\"files_mentioned\":[\"app/server/x\",\"x.py\"],"

@@ -9,7 +9,6 @@
 #ifndef PD_DETECT_H
 #define PD_DETECT_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,14 +90,6 @@ void pd_detection_close(pd_detection_t *det);
  * outlive their use.  Returns 0 or PD_ENOMEM.
  */
 int pd_detect_record(const pd_record_t *rec, pd_detection_t *det);
-
-/*
- * The characteristics as a JSON object in the reference's key order:
- * input_length, keywords, files_mentioned, duration_range, complexity,
- * error_count.  Returns a new reference (release with json_decref) or NULL
- * when memory ran out.
- */
-json_t *pd_detection_characteristics(const pd_detection_t *det, const pd_record_t *rec);
 
 /* The text of an enum value, as in the JSON output ("short", "simple", ...). */
 const char *pd_duration_range_name(pd_duration_range_t r);
