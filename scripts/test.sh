@@ -22,10 +22,10 @@ scripts/setup.sh
 step() { printf '\n=== %s\n' "$*"; }
 
 step "clang-format"
-unformatted=$(clang-format --dry-run --Werror src/*.c include/pd/*.h tests/*.c tests/*.h bench/*.c 2>&1 | grep -c 'error:' || true)
-if [ "$unformatted" != 0 ]; then
-  clang-format --dry-run --Werror src/*.c include/pd/*.h tests/*.c tests/*.h bench/*.c 2>&1 | head -20
-  echo "clang-format: files are not formatted (run: clang-format -i src/*.c include/pd/*.h tests/*.c tests/*.h bench/*.c)"
+mapfile -t sources < <(find src include tests bench -name '*.[ch]' -not -path 'tests/data/*' | sort)
+if ! clang-format --dry-run --Werror "${sources[@]}" >/dev/null 2>&1; then
+  clang-format --dry-run --Werror "${sources[@]}" 2>&1 | head -20
+  echo "clang-format: files are not formatted (run: clang-format -i \$(find src include tests bench -name '*.[ch]'))"
   exit 1
 fi
 
