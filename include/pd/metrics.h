@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pd/jsonw.h"
+#include "pd/buf.h"
 
 #define PD_METRICS_MAX_TENANTS 10000
 
