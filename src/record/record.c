@@ -1,5 +1,12 @@
 /*
- * Record parsing and validation (SPEC §1).
+ * Record parsing and validation (SPEC §1): the stage between a source (a
+ * line of a file, or of an HTTP body) and the batch.
+ *
+ * Threads: none of its own and no state between calls.  It runs where the
+ * line is: on the main thread for `patternd detect`, on the loop thread for
+ * `patternd ingest` and the service.  A record it accepts owns its strings
+ * (see below) and is what the later stages pass on.  Strict UTF-8 lives in
+ * utf8.c and timestamps in time.c.
  *
  * A line is decoded with yajl's event parser rather than by building a
  * jansson tree: the record is flat, so the events for its known fields are
@@ -10,7 +17,8 @@
  * error, and yajl refuses control characters, trailing garbage and a second
  * value on the line.  yajl's own UTF-8 check lets overlong forms, surrogates
  * and code points past U+10FFFF through (PostgreSQL would then refuse the
- * whole batch), so every key and string is checked again here with utf8proc.
+ * whole batch), so every key and string is checked again with
+ * pd_utf8_valid() (utf8.c).
  *
  * After the parse, each known field is checked for its JSON type and range;
  * unknown fields are ignored.  Every rejection names the line and the field.
@@ -26,8 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 #include <yajl/yajl_parse.h>
+
+#include "pd/utf8.h"
 
 /* The fields patternd reads; the order is that of the slot table. */
 enum field {
@@ -79,29 +88,6 @@ typedef struct parse {
     char key[PD_FIELD_MAX]; /* the current key at depth 1, for messages */
 } parse_t;
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint64_t word;
-        if (n - i >= 8 && (memcpy(&word, s + i, 8), (word & UINT64_C(0x8080808080808080)) == 0)) {
-            i += 8; /* eight ASCII bytes */
-            continue;
-        }
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t len = utf8proc_iterate(s + i, (utf8proc_ssize_t)(n - i), &cp);
-        if (len <= 0)
-            return false;
-        i += (size_t)len;
-    }
-    return true;
-}
-
 /* Notes the first key whose key or value is not valid UTF-8; stops the parse. */
 static int bad_utf8(parse_t *p, const unsigned char *key, size_t len)
 {
@@ -111,7 +97,7 @@ static int bad_utf8(parse_t *p, const unsigned char *key, size_t len)
         memcpy(p->bad_utf8, key, n);
         p->bad_utf8[n] = '\0';
         /* A key that is itself not UTF-8 is not printed back. */
-        if (!utf8_valid((const unsigned char *)p->bad_utf8, n))
+        if (!pd_utf8_valid(p->bad_utf8, n))
             p->bad_utf8[0] = '\0';
     }
     return 0;
@@ -176,7 +162,7 @@ static int cb_number(void *ctx, const char *text, size_t len)
 static int cb_string(void *ctx, const unsigned char *text, size_t len)
 {
     parse_t *p = ctx;
-    if (!utf8_valid(text, len)) {
+    if (!pd_utf8_valid((const char *)text, len)) {
         const char *key = p->field != F_UNKNOWN ? FIELD_NAMES[p->field] : p->key;
         return bad_utf8(p, (const unsigned char *)key, strlen(key));
     }
@@ -208,7 +194,7 @@ static int cb_end(void *ctx)
 static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 {
     parse_t *p = ctx;
-    if (!utf8_valid(key, len))
+    if (!pd_utf8_valid((const char *)key, len))
         return bad_utf8(p, key, len);
     if (p->depth != 1)
         return 1;
@@ -268,97 +254,6 @@ bool pd_tenant_valid(const char *tenant)
             return false;
     }
     return n >= 1 && n <= PD_TENANT_MAX;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* Reads exactly n digits at *p; advances *p. */
-static bool read_digits(const char **p, const char *end, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (*p >= end || !isdigit((unsigned char)**p))
-            return false;
-        v = v * 10 + (**p - '0');
-        (*p)++;
-    }
-    *out = v;
-    return true;
-}
-
-int pd_timestamp_parse(const char *s, size_t len, int64_t *out_us)
-{
-    const char *p = s, *end = s + len;
-    int year, mon, day, hh = 0, mm = 0, ss = 0;
-    int64_t frac_us = 0, offset_s = 0;
-
-    if (!read_digits(&p, end, 4, &year) || p >= end || *p++ != '-' ||
-        !read_digits(&p, end, 2, &mon) || p >= end || *p++ != '-' || !read_digits(&p, end, 2, &day))
-        return PD_EINVAL;
-    if (year < 1 || mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon))
-        return PD_EINVAL;
-    if (p < end && (*p == 'T' || *p == 't' || *p == ' ')) {
-        p++;
-        if (!read_digits(&p, end, 2, &hh) || p >= end || *p++ != ':' ||
-            !read_digits(&p, end, 2, &mm))
-            return PD_EINVAL;
-        if (p < end && *p == ':') {
-            p++;
-            if (!read_digits(&p, end, 2, &ss))
-                return PD_EINVAL;
-            if (p < end && (*p == '.' || *p == ',')) {
-                p++;
-                int digits = 0;
-                int64_t scale = 100000;
-                while (p < end && isdigit((unsigned char)*p)) {
-                    if (digits < 6)
-                        frac_us += (*p - '0') * scale;
-                    scale /= 10;
-                    digits++;
-                    p++;
-                }
-                if (digits == 0)
-                    return PD_EINVAL;
-            }
-        }
-        if (hh > 23 || mm > 59 || ss > 59)
-            return PD_EINVAL;
-        if (p < end && (*p == 'Z' || *p == 'z')) {
-            p++;
-        } else if (p < end && (*p == '+' || *p == '-')) {
-            int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
-            if (!read_digits(&p, end, 2, &oh))
-                return PD_EINVAL;
-            if (p < end && *p == ':')
-                p++;
-            if (p < end && !read_digits(&p, end, 2, &om))
-                return PD_EINVAL;
-            if (oh > 23 || om > 59)
-                return PD_EINVAL;
-            offset_s = sign * (oh * 3600 + om * 60);
-        }
-    }
-    if (p != end)
-        return PD_EINVAL;
-    int64_t secs = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - offset_s;
-    *out_us = secs * 1000000 + frac_us;
-    return PD_OK;
 }
 
 /* The text of a string or number slot (NUL-terminated in the scratch buffer). */
