@@ -1,20 +1,22 @@
 /*
- * `patternd serve` and `patternd keys` against a live server and the
- * throwaway PostgreSQL: keys, per-record results, tenant isolation (in the
- * service and in PostgreSQL itself), limits, malformed and slow clients,
- * overload refusals and a graceful drain that loses no acknowledged record.
+ * Stage: http (`patternd serve` end to end: body -> records -> batch -> pool
+ * -> worker -> response).  Against a live server and the throwaway
+ * PostgreSQL: keys at the door, per-record results, tenant isolation in the
+ * service, limits, malformed and slow clients, overload refusals and a
+ * graceful drain that loses no acknowledged record.  How keys are stored and
+ * row-level security in PostgreSQL itself are in tests/db/test_tenancy.c.
  *
  * The server runs as a separate process, as a member of patternd_service
  * (superusers bypass row-level security), on a free port it picks and
  * prints.  Requests go through the curl CLI; malformed and slow clients are
- * raw sockets.
+ * raw sockets.  Each test begins with serve_up() and ends with serve_down();
+ * see "the fixture" below.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,13 +30,33 @@
 
 #include "support.h"
 
-/* --- helpers ---------------------------------------------------------------- */
+/* --- the fixture ------------------------------------------------------------- */
 
 typedef struct server {
-    pid_t pid;
+    pid_t pid; /* 0 once the process has been waited for */
     int port;
-    char log[64];
+    char log[64]; /* its stderr */
 } server_t;
+
+enum { MAX_SERVERS = 2 };
+
+/*
+ * What a serve test starts from.  serve_up() builds it and serve_down() takes
+ * it apart; each Criterion test runs in its own process, so one static
+ * instance serves every test.  Everything in it is owned by the fixture.
+ */
+typedef struct serve_env {
+    char *url;        /* a new, migrated database, as the superuser: where tests check rows */
+    char *svc;        /* the same database as a member of patternd_service: what serve runs as */
+    char *key;        /* an API key of tenant acme */
+    server_t *server; /* the first server, started by serve_up() */
+    server_t servers[MAX_SERVERS];
+    int n_servers;
+    char **temps; /* files to remove at the end (request bodies) */
+    size_t n_temps;
+} serve_env_t;
+
+static serve_env_t env;
 
 static double now_s(void)
 {
@@ -43,41 +65,28 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Runs `patternd keys create` and returns the key (its last line); malloc'd. */
-static char *create_key(const char *url, const char *tenant)
+/*
+ * Starts one more `patternd serve --db <env.svc> --listen 127.0.0.1:0
+ * <extra_args...>` (a NULL-terminated list, or NULL) and waits for the port
+ * it prints.  The server belongs to the fixture.
+ */
+static server_t *serve_start(const char *const *extra_args)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' keys create --tenant %s --db '%s'", pdt_binary(), tenant, url);
-    int status;
-    char *out = pdt_run(cmd, &status);
-    cr_assert_eq(status, 0, "keys create: %s", out);
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '\n')
-        out[--n] = '\0';
-    char *last = strrchr(out, '\n');
-    char *key = strdup(last ? last + 1 : out);
-    free(out);
-    cr_assert(strncmp(key, "pdk_", 4) == 0, "not a key: %s", key);
-    return key;
-}
-
-/* Starts `patternd serve --db url --listen 127.0.0.1:0 <extra...>` and waits for its port. */
-static server_t start_server(const char *url, const char *const *extra)
-{
-    server_t s = {0};
+    cr_assert_lt(env.n_servers, MAX_SERVERS);
+    server_t *s = &env.servers[env.n_servers++];
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
-    snprintf(s.log, sizeof(s.log), "/tmp/pdt-serve-%d-%ld.log", (int)getpid(), random() % 100000);
-    s.pid = fork();
-    cr_assert_geq(s.pid, 0);
-    if (s.pid == 0) {
-        const char *argv[40] = {"patternd", "serve", "--db", url, "--listen", "127.0.0.1:0"};
+    snprintf(s->log, sizeof(s->log), "/tmp/pdt-serve-%d-%ld.log", (int)getpid(), random() % 100000);
+    s->pid = fork();
+    cr_assert_geq(s->pid, 0);
+    if (s->pid == 0) {
+        const char *argv[40] = {"patternd", "serve", "--db", env.svc, "--listen", "127.0.0.1:0"};
         int n = 6;
-        for (int i = 0; extra != NULL && extra[i] != NULL && n < 38; i++)
-            argv[n++] = extra[i];
+        for (int i = 0; extra_args != NULL && extra_args[i] != NULL && n < 38; i++)
+            argv[n++] = extra_args[i];
         argv[n] = NULL;
         dup2(fds[1], STDOUT_FILENO);
-        int log = open(s.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int log = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(log, STDERR_FILENO);
         close(fds[0]);
         execv(pdt_binary(), (char *const *)argv);
@@ -87,26 +96,106 @@ static server_t start_server(const char *url, const char *const *extra)
     FILE *f = fdopen(fds[0], "r");
     char line[256] = "";
     if (fgets(line, sizeof(line), f) == NULL) {
-        char *log = pdt_read_file(s.log, NULL);
+        char *log = pdt_read_file(s->log, NULL);
         cr_assert_fail("serve printed no address; its log:\n%s", log ? log : "");
     }
     fclose(f);
     char *colon = strrchr(line, ':');
     cr_assert_not_null(colon, "%s", line);
-    s.port = atoi(colon + 1);
-    cr_assert_gt(s.port, 0, "%s", line);
+    s->port = atoi(colon + 1);
+    cr_assert_gt(s->port, 0, "%s", line);
     return s;
 }
 
-/* Sends SIGTERM and returns the exit status (or 128+signal). */
-static int stop_server(server_t *s)
+/*
+ * A new migrated database, its service URL, a key of tenant acme and one
+ * server started with extra_args (NULL-terminated, or NULL).
+ */
+static const serve_env_t *serve_up(const char *const *extra_args)
+{
+    env.url = pdt_new_migrated_database();
+    env.svc = pdt_service_url(env.url);
+    env.key = pdt_create_key(env.url, "acme");
+    env.server = serve_start(extra_args);
+    return &env;
+}
+
+/* Waits for a server that was told to stop; returns waitpid's status. */
+static int server_wait(server_t *s)
 {
     int status;
-    kill(s->pid, SIGTERM);
     cr_assert_eq(waitpid(s->pid, &status, 0), s->pid);
-    unlink(s->log);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    s->pid = 0;
+    return status;
 }
+
+/* Keeps path (malloc'd) until serve_down and returns it. */
+static const char *keep_temp(char *path)
+{
+    env.temps = realloc(env.temps, (env.n_temps + 1) * sizeof(*env.temps));
+    env.temps[env.n_temps++] = path;
+    return path;
+}
+
+/* A request body file holding data; removed by serve_down. */
+static const char *temp_file(const char *data, size_t len)
+{
+    char *path = malloc(64);
+    snprintf(path, 64, "/tmp/pdt-body-%d-%ld", (int)getpid(), random());
+    pdt_write_file(path, data, len);
+    return keep_temp(path);
+}
+
+/* count tenant-less records with ids prefix-0.. in a body file; removed by serve_down. */
+static const char *records_file(const char *prefix, int count)
+{
+    return keep_temp(pdt_records_file(prefix, count));
+}
+
+/*
+ * Ends whatever serve_up() left: kills servers still running (after a test
+ * that failed half-way), removes logs and temporary files, frees the rest.
+ * The suite's .fini, so that a failing test leaves no server behind; after
+ * serve_down() there is nothing left for it to do.
+ */
+static void serve_release(void)
+{
+    for (int i = 0; i < env.n_servers; i++) {
+        server_t *s = &env.servers[i];
+        if (s->pid > 0) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+        }
+        unlink(s->log);
+    }
+    for (size_t i = 0; i < env.n_temps; i++) {
+        unlink(env.temps[i]);
+        free(env.temps[i]);
+    }
+    free(env.temps);
+    free(env.key);
+    free(env.svc);
+    free(env.url);
+    memset(&env, 0, sizeof(env));
+}
+
+/* Stops every server still running with SIGTERM, asserts each exits 0, and releases the rest. */
+static void serve_down(void)
+{
+    for (int i = 0; i < env.n_servers; i++) {
+        server_t *s = &env.servers[i];
+        if (s->pid == 0)
+            continue;
+        kill(s->pid, SIGTERM);
+        int status = server_wait(s);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server %d: status %d", i, status);
+    }
+    serve_release();
+}
+
+TestSuite(serve, .fini = serve_release);
+
+/* --- requests ---------------------------------------------------------------- */
 
 /*
  * One request with curl.  body_file may be NULL (no body); key NULL (no
@@ -144,14 +233,6 @@ static char *http(const server_t *s, const char *method, const char *path, const
     return body;
 }
 
-static char *temp_file(const char *data, size_t len)
-{
-    char *path = malloc(64);
-    snprintf(path, 64, "/tmp/pdt-body-%d-%ld", (int)getpid(), random());
-    pdt_write_file(path, data, len);
-    return path;
-}
-
 static long json_long(const char *json, const char *key)
 {
     json_error_t jerr;
@@ -161,14 +242,6 @@ static long json_long(const char *json, const char *key)
     cr_assert(json_is_integer(v), "no integer %s in %.500s", key, json);
     long r = (long)json_integer_value(v);
     json_decref(o);
-    return r;
-}
-
-static long sql_long(const char *url, const char *sql)
-{
-    char *v = pdt_sql_value(url, sql);
-    long r = v ? strtol(v, NULL, 10) : -1;
-    free(v);
     return r;
 }
 
@@ -214,456 +287,12 @@ static size_t count_of(const char *hay, const char *needle)
     return n;
 }
 
-/* --- keys ------------------------------------------------------------------- */
-
-Test(keys, create_prints_key_last_and_stores_only_a_salted_hash)
-{
-    char *url = pdt_new_migrated_database();
-    char *key = create_key(url, "acme");
-    const char *secret = strrchr(key, '~') + 1;
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM api_keys WHERE tenant_id = 'acme'"), 1);
-    char sql[512];
-    snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM api_keys WHERE api_keys::text LIKE '%%%s%%' OR "
-             "encode(hash, 'escape') LIKE '%%%s%%'",
-             secret, secret);
-    cr_assert_eq(sql_long(url, sql), 0, "the secret is stored");
-    cr_assert_eq(sql_long(url, "SELECT octet_length(salt) + octet_length(hash) FROM api_keys"), 64);
-    /* Two keys of one tenant get different salts. */
-    char *other = create_key(url, "acme");
-    cr_assert_eq(sql_long(url, "SELECT count(DISTINCT salt) FROM api_keys"), 2);
-
-    char cmd[4096];
-    int status;
-    snprintf(cmd, sizeof(cmd), "'%s' keys list --db '%s' --tenant acme", pdt_binary(), url);
-    char *list = pdt_run(cmd, &status);
-    cr_assert_eq(status, 0);
-    cr_assert_eq(pdt_count_lines(list), 3, "%s", list);
-    cr_assert_null(strstr(list, secret), "list shows the secret");
-    free(list);
-    free(other);
-    free(key);
-    free(url);
-}
-
-/* --- authentication ---------------------------------------------------------- */
-
-Test(serve, missing_unknown_and_revoked_keys_get_401_and_write_nothing)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    char *key = create_key(url, "acme");
-    server_t s = start_server(svc, NULL);
-    static const char record[] = "{\"workflow_id\": \"w1\", \"nl_input\": \"run the tests\"}\n";
-    char *body = temp_file(record, sizeof(record) - 1);
-    int status;
-    char *headers = NULL;
-
-    char *r = http(&s, "POST", "/v1/workflows", NULL, NULL, body, &status, &headers);
-    cr_assert_eq(status, 401, "no key: %s", r);
-    cr_assert_not_null(strstr(headers, "WWW-Authenticate: Bearer"), "%s", headers);
-    free(r);
-    free(headers);
-
-    /* Well-formed, but the secret is wrong; a made-up key id; and not a key at all. */
-    char forged[512];
-    snprintf(forged, sizeof(forged), "%.*sAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-             (int)(strrchr(key, '~') + 1 - key), key);
-    const char *bad[] = {
-        forged, "pdk_acme~0123456789abcdef~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "hunter2"};
-    for (size_t i = 0; i < 3; i++) {
-        r = http(&s, "POST", "/v1/workflows", bad[i], NULL, body, &status, NULL);
-        cr_assert_eq(status, 401, "%s: %s", bad[i], r);
-        free(r);
-    }
-    r = http(&s, "GET", "/v1/patterns", forged, NULL, NULL, &status, NULL);
-    cr_assert_eq(status, 401, "%s", r);
-    free(r);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows"), 0);
-
-    /* The real key works, until it is revoked. */
-    r = http(&s, "POST", "/v1/workflows", key, NULL, body, &status, NULL);
-    cr_assert_eq(status, 200, "%s", r);
-    free(r);
-    char key_id[17];
-    memcpy(key_id, strchr(key, '~') + 1, 16);
-    key_id[16] = '\0';
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' keys revoke --db '%s' --tenant acme %s", pdt_binary(), svc,
-             key_id);
-    int exit_status;
-    free(pdt_run(cmd, &exit_status));
-    cr_assert_eq(exit_status, 0);
-    static const char record2[] = "{\"workflow_id\": \"w2\", \"nl_input\": \"run the tests\"}\n";
-    char *body2 = temp_file(record2, sizeof(record2) - 1);
-    r = http(&s, "POST", "/v1/workflows", key, NULL, body2, &status, NULL);
-    cr_assert_eq(status, 401, "revoked: %s", r);
-    free(r);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows"), 1);
-    cr_assert_eq(stop_server(&s), 0);
-    unlink(body);
-    unlink(body2);
-    free(body);
-    free(body2);
-    free(key);
-    free(svc);
-    free(url);
-}
-
-Test(serve, refuses_to_run_as_a_role_that_bypasses_row_level_security)
-{
-    char *url = pdt_new_migrated_database();
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' serve --db '%s' --listen 127.0.0.1:0 2>&1", pdt_binary(), url);
-    int status;
-    char *out = pdt_run(cmd, &status);
-    cr_assert_eq(status, 1, "%s", out);
-    cr_assert_not_null(strstr(out, "bypasses row-level security"), "%s", out);
-    cr_assert_not_null(strstr(out, "patternd_service"), "%s", out);
-    free(out);
-    free(url);
-}
-
-/* --- records ------------------------------------------------------------------ */
-
-Test(serve, records_of_another_tenant_are_rejected_and_nothing_of_them_written)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    char *key = create_key(url, "acme");
-    server_t s = start_server(svc, NULL);
-    static const char records[] =
-        "{\"workflow_id\": \"a1\", \"tenant_id\": \"acme\", \"nl_input\": \"run pytest\"}\n"
-        "{\"workflow_id\": \"b1\", \"tenant_id\": \"globex\", \"nl_input\": \"run pytest\"}\n"
-        "{\"workflow_id\": \"a2\", \"nl_input\": \"npm update\"}\n";
-    char *body = temp_file(records, sizeof(records) - 1);
-    int status;
-    char *r = http(&s, "POST", "/v1/workflows", key, "application/x-ndjson", body, &status, NULL);
-    cr_assert_eq(status, 207, "%s", r);
-    cr_assert_eq(json_long(r, "processed"), 2, "%s", r);
-    cr_assert_eq(json_long(r, "rejected"), 1, "%s", r);
-    cr_assert_not_null(strstr(r, "{\"index\": 1, \"line\": 2, \"workflow_id\": null, \"status\": "
-                                 "\"rejected\", \"field\": \"tenant_id\""),
-                       "%s", r);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows WHERE tenant_id = 'acme'"), 2);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows WHERE tenant_id <> 'acme'"), 0);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM operation_patterns WHERE tenant_id <> 'acme'"),
-                 0);
-    cr_assert_eq(
-        sql_long(url, "SELECT count(*) FROM pattern_occurrences WHERE tenant_id <> 'acme'"), 0);
-    free(r);
-
-    /* The other tenant's own key reads nothing of acme's patterns. */
-    char *globex = create_key(url, "globex");
-    r = http(&s, "GET", "/v1/patterns?top=50", globex, NULL, NULL, &status, NULL);
-    cr_assert_eq(status, 200, "%s", r);
-    cr_assert_str_eq(r, "{\"tenant_id\": \"globex\", \"patterns\": []}");
-    free(r);
-    r = http(&s, "GET", "/v1/patterns?top=50", key, NULL, NULL, &status, NULL);
-    cr_assert_eq(status, 200, "%s", r);
-    cr_assert_eq(count_of(r, "\"pattern_signature\""),
-                 (size_t)sql_long(url, "SELECT count(*) FROM operation_patterns"), "%s", r);
-    cr_assert_null(strstr(r, "globex"), "%s", r);
-    free(r);
-    cr_assert_eq(stop_server(&s), 0);
-    unlink(body);
-    free(body);
-    free(globex);
-    free(key);
-    free(svc);
-    free(url);
-}
-
-Test(serve, mixed_batch_gets_207_with_one_result_per_record_in_order)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    char *key = create_key(url, "acme");
-    const char *extra[] = {"--max-record-bytes", "200", NULL};
-    server_t s = start_server(svc, extra);
-    char big[400];
-    snprintf(big, sizeof(big), "{\"workflow_id\": \"big\", \"nl_input\": \"%0300d\"}", 0);
-    char records[2048];
-    int n = snprintf(records, sizeof(records),
-                     "{\"workflow_id\": \"ok1\", \"nl_input\": \"run the backend tests\"}\n"
-                     "{\"workflow_id\": \"neg\", \"total_tokens\": -5}\n"
-                     "\n"
-                     "{broken\n"
-                     "{\"workflow_id\": \"ok1\", \"nl_input\": \"again\"}\n"
-                     "%s\n"
-                     "{\"id\": 42, \"nl_input\": \"build the frontend\"}",
-                     big);
-    char *body = temp_file(records, (size_t)n);
-    int status;
-    char *r = http(&s, "POST", "/v1/workflows", key, NULL, body, &status, NULL);
-    cr_assert_eq(status, 207, "%s", r);
-    cr_assert_eq(json_long(r, "total_workflows"), 6, "%s", r);
-    cr_assert_eq(json_long(r, "processed"), 2, "%s", r);
-    cr_assert_eq(json_long(r, "duplicates"), 1, "%s", r);
-    cr_assert_eq(json_long(r, "rejected"), 3, "%s", r);
-    cr_assert_eq(json_long(r, "errors"), 0, "%s", r);
-    json_error_t jerr;
-    json_t *o = json_loads(r, 0, &jerr);
-    json_t *results = json_object_get(o, "results");
-    cr_assert_eq(json_array_size(results), 6, "%s", r);
-    static const char *const statuses[] = {"processed", "rejected", "rejected",
-                                           "duplicate", "rejected", "processed"};
-    static const long lines[] = {1, 2, 4, 5, 6, 7};
-    for (size_t i = 0; i < 6; i++) {
-        json_t *e = json_array_get(results, i);
-        cr_assert_eq(json_integer_value(json_object_get(e, "index")), (json_int_t)i);
-        cr_assert_eq(json_integer_value(json_object_get(e, "line")), lines[i], "%s", r);
-        cr_assert_str_eq(json_string_value(json_object_get(e, "status")), statuses[i], "%s", r);
-        if (strcmp(statuses[i], "rejected") == 0)
-            cr_assert(json_is_string(json_object_get(e, "error")), "%s", r);
-    }
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(results, 1), "field")),
-                     "total_tokens");
-    cr_assert_not_null(
-        strstr(json_string_value(json_object_get(json_array_get(results, 4), "error")),
-               "exceeds the maximum"));
-    /* An integer id is echoed as an integer, as given. */
-    cr_assert_eq(json_integer_value(json_object_get(json_array_get(results, 5), "workflow_id")),
-                 42);
-    json_decref(o);
-    free(r);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows"), 2);
-
-    /* The same good records again: all duplicates, 200, nothing changes. */
-    char *digest = pdt_tables_digest(url);
-    static const char again[] = "[{\"workflow_id\": \"ok1\"}, {\"id\": 42}]";
-    char *body2 = temp_file(again, sizeof(again) - 1);
-    r = http(&s, "POST", "/v1/workflows", key, "application/json", body2, &status, NULL);
-    cr_assert_eq(status, 200, "%s", r);
-    cr_assert_eq(json_long(r, "duplicates"), 2, "%s", r);
-    char *after = pdt_tables_digest(url);
-    cr_assert_str_eq(digest, after);
-    free(r);
-    cr_assert_eq(stop_server(&s), 0);
-    unlink(body);
-    unlink(body2);
-    free(after);
-    free(digest);
-    free(body);
-    free(body2);
-    free(key);
-    free(svc);
-    free(url);
-}
-
-/*
- * The reference sample, posted by tenant in bodies of 50 records alternately
- * to two servers on one database, gives the reference statistics: several
- * instances produce the same tables as one.
- */
-Test(serve, sample_through_two_servers_matches_reference)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    const char *tenants[] = {"tenant-00", "tenant-01", "tenant-02"};
-    char *keys[3];
-    for (int t = 0; t < 3; t++)
-        keys[t] = create_key(url, tenants[t]);
-    const char *extra[] = {"--workers", "2", NULL};
-    server_t servers[2] = {start_server(svc, extra), start_server(svc, extra)};
-
-    char *sample = pdt_read_file(pdt_data("sample-600.ndjson"), NULL);
-    long processed = 0;
-    int request = 0;
-    for (int t = 0; t < 3; t++) {
-        char needle[64];
-        snprintf(needle, sizeof(needle), "\"tenant_id\": \"%s\"", tenants[t]);
-        char *copy = strdup(sample);
-        char *buf = NULL;
-        size_t len = 0, in_body = 0;
-        for (char *line = strtok(copy, "\n");; line = strtok(NULL, "\n")) {
-            if (line != NULL && strstr(line, needle) != NULL) {
-                size_t n = strlen(line);
-                buf = realloc(buf, len + n + 2);
-                memcpy(buf + len, line, n);
-                len += n;
-                buf[len++] = '\n';
-                in_body++;
-            }
-            if ((line == NULL && in_body > 0) || in_body == 50) {
-                char *body = temp_file(buf, len);
-                int status;
-                char *r = http(&servers[request++ % 2], "POST", "/v1/workflows", keys[t],
-                               "application/x-ndjson", body, &status, NULL);
-                cr_assert_eq(status, 200, "%s", r);
-                processed += json_long(r, "processed");
-                free(r);
-                unlink(body);
-                free(body);
-                len = in_body = 0;
-            }
-            if (line == NULL)
-                break;
-        }
-        free(buf);
-        free(copy);
-    }
-    cr_assert_eq(processed, 600);
-    pdt_assert_patterns_match(url, pdt_data("sample-600.patterns.ndjson"));
-    cr_assert_eq(stop_server(&servers[0]), 0);
-    cr_assert_eq(stop_server(&servers[1]), 0);
-    for (int t = 0; t < 3; t++)
-        free(keys[t]);
-    free(sample);
-    free(svc);
-    free(url);
-}
-
-/* --- limits, malformed and slow clients -------------------------------------- */
-
-Test(serve, oversize_body_gets_413_and_writes_nothing)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    char *key = create_key(url, "acme");
-    const char *extra[] = {"--max-body-bytes", "100000", NULL};
-    server_t s = start_server(svc, extra);
-    size_t len = 0;
-    char *buf = malloc(300000);
-    for (int i = 0; len < 200000; i++)
-        len += (size_t)sprintf(buf + len,
-                               "{\"workflow_id\": \"w%d\", \"nl_input\": \"run tests\"}\n", i);
-    char *body = temp_file(buf, len);
-    int status;
-    char *r = http(&s, "POST", "/v1/workflows", key, NULL, body, &status, NULL);
-    cr_assert_eq(status, 413, "%s", r);
-    free(r);
-
-    /* Chunked, so the size is only known while reading. */
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd),
-             "curl -s -o /dev/null -w '%%{http_code}' -H 'Authorization: Bearer %s' "
-             "-H 'Transfer-Encoding: chunked' --data-binary @'%s' "
-             "'http://127.0.0.1:%d/v1/workflows'",
-             key, body, s.port);
-    int exit_status;
-    char *code = pdt_run(cmd, &exit_status);
-    cr_assert_str_eq(code, "413");
-    free(code);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows"), 0);
-
-    /* The server is still fine afterwards. */
-    r = http(&s, "GET", "/healthz", NULL, NULL, NULL, &status, NULL);
-    cr_assert_eq(status, 200);
-    free(r);
-    cr_assert_eq(stop_server(&s), 0);
-    unlink(body);
-    free(body);
-    free(buf);
-    free(key);
-    free(svc);
-    free(url);
-}
-
-Test(serve, malformed_http_gets_400_and_headers_too_large_431)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    server_t s = start_server(svc, NULL);
-    static const char garbage[] = "GARBAGE\r\n\r\n";
-    char *r = raw_exchange(s.port, garbage, sizeof(garbage) - 1, 5, NULL);
-    cr_assert(strncmp(r, "HTTP/1.1 400 ", 13) == 0, "%s", r);
-    cr_assert_not_null(strstr(r, "Connection: close"), "%s", r);
-    free(r);
-
-    static const char bad_length[] = "POST /v1/workflows HTTP/1.1\r\nHost: x\r\n"
-                                     "Content-Length: 12abc\r\n\r\n";
-    r = raw_exchange(s.port, bad_length, sizeof(bad_length) - 1, 5, NULL);
-    cr_assert(strncmp(r, "HTTP/1.1 400 ", 13) == 0, "%s", r);
-    free(r);
-
-    size_t big = 100 * 1024;
-    char *huge = malloc(big + 128);
-    int n = sprintf(huge, "GET /healthz HTTP/1.1\r\nX-Filler: ");
-    memset(huge + n, 'x', big);
-    memcpy(huge + n + big, "\r\n\r\n", 4);
-    r = raw_exchange(s.port, huge, (size_t)n + big + 4, 5, NULL);
-    cr_assert(strncmp(r, "HTTP/1.1 431 ", 13) == 0, "%.200s", r);
-    free(r);
-    free(huge);
-
-    r = raw_exchange(s.port, "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 34, 1, NULL);
-    cr_assert(strncmp(r, "HTTP/1.1 404 ", 13) == 0, "%s", r);
-    free(r);
-    cr_assert_eq(stop_server(&s), 0);
-    free(svc);
-    free(url);
-}
-
-Test(serve, keep_alive_connection_answers_pipelined_requests_in_order)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    const char *extra[] = {"--idle-timeout", "1", NULL};
-    server_t s = start_server(svc, extra);
-    static const char two[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                              "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
-                              "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-    double closed_after = 0;
-    char *r = raw_exchange(s.port, two, sizeof(two) - 1, 10, &closed_after);
-    cr_assert_eq(count_of(r, "HTTP/1.1 "), 3, "%s", r);
-    char *first = strstr(r, "HTTP/1.1 200"), *second = strstr(r, "HTTP/1.1 404");
-    cr_assert(first != NULL && second != NULL && first < second, "%s", r);
-    cr_assert(strstr(second, "HTTP/1.1 200") != NULL, "%s", r);
-    /* Then the idle connection is closed by the server after about a second. */
-    cr_assert(closed_after > 0.8 && closed_after < 5, "closed after %.2f s", closed_after);
-    free(r);
-    cr_assert_eq(stop_server(&s), 0);
-    free(svc);
-    free(url);
-}
-
-Test(serve, slow_client_is_timed_out_with_408)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    const char *extra[] = {"--read-timeout", "1", NULL};
-    server_t s = start_server(svc, extra);
-    /* Headers begun, never finished: the server answers 408 and closes after about 1 s. */
-    static const char partial[] = "POST /v1/workflows HTTP/1.1\r\nHost: x\r\nContent-Le";
-    double closed_after = 0;
-    char *r = raw_exchange(s.port, partial, sizeof(partial) - 1, 10, &closed_after);
-    cr_assert(strncmp(r, "HTTP/1.1 408 ", 13) == 0, "%s", r);
-    cr_assert(closed_after > 0.8 && closed_after < 5, "closed after %.2f s", closed_after);
-    free(r);
-    /* A body that trickles in too slowly, likewise. */
-    static const char slow_body[] = "POST /v1/workflows HTTP/1.1\r\nHost: x\r\n"
-                                    "Content-Length: 1000\r\n\r\n{\"workflow_id\"";
-    r = raw_exchange(s.port, slow_body, sizeof(slow_body) - 1, 10, &closed_after);
-    cr_assert(strncmp(r, "HTTP/1.1 408 ", 13) == 0, "%s", r);
-    cr_assert(closed_after < 5, "closed after %.2f s", closed_after);
-    free(r);
-    cr_assert_eq(stop_server(&s), 0);
-    free(svc);
-    free(url);
-}
-
-/* Writes count records of tenant-less NDJSON with ids prefix-0.. to a temp file. */
-static char *records_file(const char *prefix, int count)
-{
-    size_t cap = (size_t)count * 160 + 1, len = 0;
-    char *buf = malloc(cap);
-    for (int i = 0; i < count; i++)
-        len += (size_t)snprintf(buf + len, cap - len,
-                                "{\"workflow_id\": \"%s-%d\", \"nl_input\": \"run the backend "
-                                "tests %d\", \"total_tokens\": %d, \"actual_cost_total\": 0.5}\n",
-                                prefix, i, i % 7, 1000 + i);
-    char *path = temp_file(buf, len);
-    free(buf);
-    return path;
-}
-
 /*
  * Fires n concurrent POSTs of files[i] with curl and waits; codes[i] and
  * bodies[i] (malloc'd) get each answer ("000" when the connection failed).
  */
-static void concurrent_posts(const server_t *s, const char *key, char **files, int n, int *codes,
-                             char **bodies, const char *after_start_cmd)
+static void concurrent_posts(const server_t *s, const char *key, const char *const *files, int n,
+                             int *codes, char **bodies, const char *after_start_cmd)
 {
     char *cmd = malloc(65536);
     size_t len = 0;
@@ -701,22 +330,372 @@ static void concurrent_posts(const server_t *s, const char *key, char **files, i
     }
 }
 
-Test(serve, full_write_queue_refuses_with_503_and_retry_after)
+/* --- authentication ---------------------------------------------------------- */
+
+Test(serve, missing_unknown_and_revoked_keys_get_401_and_write_nothing)
+{
+    const serve_env_t *e = serve_up(NULL);
+    static const char record[] = "{\"workflow_id\": \"w1\", \"nl_input\": \"run the tests\"}\n";
+    const char *body = temp_file(record, sizeof(record) - 1);
+    int status;
+    char *headers = NULL;
+
+    char *r = http(e->server, "POST", "/v1/workflows", NULL, NULL, body, &status, &headers);
+    cr_assert_eq(status, 401, "no key: %s", r);
+    cr_assert_not_null(strstr(headers, "WWW-Authenticate: Bearer"), "%s", headers);
+    free(r);
+    free(headers);
+
+    /* Well-formed, but the secret is wrong; a made-up key id; and not a key at all. */
+    char forged[512];
+    snprintf(forged, sizeof(forged), "%.*sAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+             (int)(strrchr(e->key, '~') + 1 - e->key), e->key);
+    const char *bad[] = {
+        forged, "pdk_acme~0123456789abcdef~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "hunter2"};
+    for (size_t i = 0; i < 3; i++) {
+        r = http(e->server, "POST", "/v1/workflows", bad[i], NULL, body, &status, NULL);
+        cr_assert_eq(status, 401, "%s: %s", bad[i], r);
+        free(r);
+    }
+    r = http(e->server, "GET", "/v1/patterns", forged, NULL, NULL, &status, NULL);
+    cr_assert_eq(status, 401, "%s", r);
+    free(r);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 0);
+
+    /* The real key works, until it is revoked. */
+    r = http(e->server, "POST", "/v1/workflows", e->key, NULL, body, &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    free(r);
+    char key_id[17];
+    memcpy(key_id, strchr(e->key, '~') + 1, 16);
+    key_id[16] = '\0';
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' keys revoke --db '%s' --tenant acme %s", pdt_binary(), e->svc,
+             key_id);
+    int exit_status;
+    free(pdt_run(cmd, &exit_status));
+    cr_assert_eq(exit_status, 0);
+    static const char record2[] = "{\"workflow_id\": \"w2\", \"nl_input\": \"run the tests\"}\n";
+    const char *body2 = temp_file(record2, sizeof(record2) - 1);
+    r = http(e->server, "POST", "/v1/workflows", e->key, NULL, body2, &status, NULL);
+    cr_assert_eq(status, 401, "revoked: %s", r);
+    free(r);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 1);
+    serve_down();
+}
+
+/* No fixture: the point is that serve does not start. */
+Test(serve, refuses_to_run_as_a_role_that_bypasses_row_level_security)
 {
     char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    char *key = create_key(url, "acme");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' serve --db '%s' --listen 127.0.0.1:0 2>&1", pdt_binary(), url);
+    int status;
+    char *out = pdt_run(cmd, &status);
+    cr_assert_eq(status, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "bypasses row-level security"), "%s", out);
+    cr_assert_not_null(strstr(out, "patternd_service"), "%s", out);
+    free(out);
+    free(url);
+}
+
+/* --- records ------------------------------------------------------------------ */
+
+Test(serve, records_of_another_tenant_are_rejected_and_nothing_of_them_written)
+{
+    const serve_env_t *e = serve_up(NULL);
+    static const char records[] =
+        "{\"workflow_id\": \"a1\", \"tenant_id\": \"acme\", \"nl_input\": \"run pytest\"}\n"
+        "{\"workflow_id\": \"b1\", \"tenant_id\": \"globex\", \"nl_input\": \"run pytest\"}\n"
+        "{\"workflow_id\": \"a2\", \"nl_input\": \"npm update\"}\n";
+    const char *body = temp_file(records, sizeof(records) - 1);
+    int status;
+    char *r = http(e->server, "POST", "/v1/workflows", e->key, "application/x-ndjson", body,
+                   &status, NULL);
+    cr_assert_eq(status, 207, "%s", r);
+    cr_assert_eq(json_long(r, "processed"), 2, "%s", r);
+    cr_assert_eq(json_long(r, "rejected"), 1, "%s", r);
+    cr_assert_not_null(strstr(r, "{\"index\": 1, \"line\": 2, \"workflow_id\": null, \"status\": "
+                                 "\"rejected\", \"field\": \"tenant_id\""),
+                       "%s", r);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows WHERE tenant_id = 'acme'"),
+                 2);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows WHERE tenant_id <> 'acme'"),
+                 0);
+    cr_assert_eq(
+        pdt_sql_long(e->url, "SELECT count(*) FROM operation_patterns WHERE tenant_id <> 'acme'"),
+        0);
+    cr_assert_eq(
+        pdt_sql_long(e->url, "SELECT count(*) FROM pattern_occurrences WHERE tenant_id <> 'acme'"),
+        0);
+    free(r);
+
+    /* The other tenant's own key reads nothing of acme's patterns. */
+    char *globex = pdt_create_key(e->url, "globex");
+    r = http(e->server, "GET", "/v1/patterns?top=50", globex, NULL, NULL, &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    cr_assert_str_eq(r, "{\"tenant_id\": \"globex\", \"patterns\": []}");
+    free(r);
+    r = http(e->server, "GET", "/v1/patterns?top=50", e->key, NULL, NULL, &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    cr_assert_eq(count_of(r, "\"pattern_signature\""),
+                 (size_t)pdt_sql_long(e->url, "SELECT count(*) FROM operation_patterns"), "%s", r);
+    cr_assert_null(strstr(r, "globex"), "%s", r);
+    free(r);
+    free(globex);
+    serve_down();
+}
+
+Test(serve, mixed_batch_gets_207_with_one_result_per_record_in_order)
+{
+    const char *extra[] = {"--max-record-bytes", "200", NULL};
+    const serve_env_t *e = serve_up(extra);
+    char big[400];
+    snprintf(big, sizeof(big), "{\"workflow_id\": \"big\", \"nl_input\": \"%0300d\"}", 0);
+    char records[2048];
+    int n = snprintf(records, sizeof(records),
+                     "{\"workflow_id\": \"ok1\", \"nl_input\": \"run the backend tests\"}\n"
+                     "{\"workflow_id\": \"neg\", \"total_tokens\": -5}\n"
+                     "\n"
+                     "{broken\n"
+                     "{\"workflow_id\": \"ok1\", \"nl_input\": \"again\"}\n"
+                     "%s\n"
+                     "{\"id\": 42, \"nl_input\": \"build the frontend\"}",
+                     big);
+    const char *body = temp_file(records, (size_t)n);
+    int status;
+    char *r = http(e->server, "POST", "/v1/workflows", e->key, NULL, body, &status, NULL);
+    cr_assert_eq(status, 207, "%s", r);
+    cr_assert_eq(json_long(r, "total_workflows"), 6, "%s", r);
+    cr_assert_eq(json_long(r, "processed"), 2, "%s", r);
+    cr_assert_eq(json_long(r, "duplicates"), 1, "%s", r);
+    cr_assert_eq(json_long(r, "rejected"), 3, "%s", r);
+    cr_assert_eq(json_long(r, "errors"), 0, "%s", r);
+    json_error_t jerr;
+    json_t *o = json_loads(r, 0, &jerr);
+    json_t *results = json_object_get(o, "results");
+    cr_assert_eq(json_array_size(results), 6, "%s", r);
+    static const char *const statuses[] = {"processed", "rejected", "rejected",
+                                           "duplicate", "rejected", "processed"};
+    static const long lines[] = {1, 2, 4, 5, 6, 7};
+    for (size_t i = 0; i < 6; i++) {
+        json_t *e = json_array_get(results, i);
+        cr_assert_eq(json_integer_value(json_object_get(e, "index")), (json_int_t)i);
+        cr_assert_eq(json_integer_value(json_object_get(e, "line")), lines[i], "%s", r);
+        cr_assert_str_eq(json_string_value(json_object_get(e, "status")), statuses[i], "%s", r);
+        if (strcmp(statuses[i], "rejected") == 0)
+            cr_assert(json_is_string(json_object_get(e, "error")), "%s", r);
+    }
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(results, 1), "field")),
+                     "total_tokens");
+    cr_assert_not_null(
+        strstr(json_string_value(json_object_get(json_array_get(results, 4), "error")),
+               "exceeds the maximum"));
+    /* An integer id is echoed as an integer, as given. */
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(results, 5), "workflow_id")),
+                 42);
+    json_decref(o);
+    free(r);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 2);
+
+    /* The same good records again: all duplicates, 200, nothing changes. */
+    char *digest = pdt_tables_digest(e->url);
+    static const char again[] = "[{\"workflow_id\": \"ok1\"}, {\"id\": 42}]";
+    const char *body2 = temp_file(again, sizeof(again) - 1);
+    r = http(e->server, "POST", "/v1/workflows", e->key, "application/json", body2, &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    cr_assert_eq(json_long(r, "duplicates"), 2, "%s", r);
+    char *after = pdt_tables_digest(e->url);
+    cr_assert_str_eq(digest, after);
+    free(r);
+    free(after);
+    free(digest);
+    serve_down();
+}
+
+/*
+ * The reference sample, posted by tenant in bodies of 50 records alternately
+ * to two servers on one database, gives the reference statistics: several
+ * instances produce the same tables as one.
+ */
+Test(serve, sample_through_two_servers_matches_reference)
+{
+    const char *extra[] = {"--workers", "2", NULL};
+    const serve_env_t *e = serve_up(extra);
+    const server_t *servers[2] = {e->server, serve_start(extra)};
+    const char *tenants[] = {"tenant-00", "tenant-01", "tenant-02"};
+    char *keys[3];
+    for (int t = 0; t < 3; t++)
+        keys[t] = pdt_create_key(e->url, tenants[t]);
+
+    char *sample = pdt_read_file(pdt_data("sample-600.ndjson"), NULL);
+    long processed = 0;
+    int request = 0;
+    for (int t = 0; t < 3; t++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "\"tenant_id\": \"%s\"", tenants[t]);
+        char *copy = strdup(sample);
+        char *buf = NULL;
+        size_t len = 0, in_body = 0;
+        for (char *line = strtok(copy, "\n");; line = strtok(NULL, "\n")) {
+            if (line != NULL && strstr(line, needle) != NULL) {
+                size_t n = strlen(line);
+                buf = realloc(buf, len + n + 2);
+                memcpy(buf + len, line, n);
+                len += n;
+                buf[len++] = '\n';
+                in_body++;
+            }
+            if ((line == NULL && in_body > 0) || in_body == 50) {
+                const char *body = temp_file(buf, len);
+                int status;
+                char *r = http(servers[request++ % 2], "POST", "/v1/workflows", keys[t],
+                               "application/x-ndjson", body, &status, NULL);
+                cr_assert_eq(status, 200, "%s", r);
+                processed += json_long(r, "processed");
+                free(r);
+                len = in_body = 0;
+            }
+            if (line == NULL)
+                break;
+        }
+        free(buf);
+        free(copy);
+    }
+    cr_assert_eq(processed, 600);
+    pdt_assert_patterns_match(e->url, pdt_data("sample-600.patterns.ndjson"));
+    for (int t = 0; t < 3; t++)
+        free(keys[t]);
+    free(sample);
+    serve_down();
+}
+
+/* --- limits, malformed and slow clients -------------------------------------- */
+
+Test(serve, oversize_body_gets_413_and_writes_nothing)
+{
+    const char *extra[] = {"--max-body-bytes", "100000", NULL};
+    const serve_env_t *e = serve_up(extra);
+    size_t len = 0;
+    char *buf = malloc(300000);
+    for (int i = 0; len < 200000; i++)
+        len += (size_t)sprintf(buf + len,
+                               "{\"workflow_id\": \"w%d\", \"nl_input\": \"run tests\"}\n", i);
+    const char *body = temp_file(buf, len);
+    free(buf);
+    int status;
+    char *r = http(e->server, "POST", "/v1/workflows", e->key, NULL, body, &status, NULL);
+    cr_assert_eq(status, 413, "%s", r);
+    free(r);
+
+    /* Chunked, so the size is only known while reading. */
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -o /dev/null -w '%%{http_code}' -H 'Authorization: Bearer %s' "
+             "-H 'Transfer-Encoding: chunked' --data-binary @'%s' "
+             "'http://127.0.0.1:%d/v1/workflows'",
+             e->key, body, e->server->port);
+    int exit_status;
+    char *code = pdt_run(cmd, &exit_status);
+    cr_assert_str_eq(code, "413");
+    free(code);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 0);
+
+    /* The server is still fine afterwards. */
+    r = http(e->server, "GET", "/healthz", NULL, NULL, NULL, &status, NULL);
+    cr_assert_eq(status, 200);
+    free(r);
+    serve_down();
+}
+
+Test(serve, malformed_http_gets_400_and_headers_too_large_431)
+{
+    const serve_env_t *e = serve_up(NULL);
+    int port = e->server->port;
+    static const char garbage[] = "GARBAGE\r\n\r\n";
+    char *r = raw_exchange(port, garbage, sizeof(garbage) - 1, 5, NULL);
+    cr_assert(strncmp(r, "HTTP/1.1 400 ", 13) == 0, "%s", r);
+    cr_assert_not_null(strstr(r, "Connection: close"), "%s", r);
+    free(r);
+
+    static const char bad_length[] = "POST /v1/workflows HTTP/1.1\r\nHost: x\r\n"
+                                     "Content-Length: 12abc\r\n\r\n";
+    r = raw_exchange(port, bad_length, sizeof(bad_length) - 1, 5, NULL);
+    cr_assert(strncmp(r, "HTTP/1.1 400 ", 13) == 0, "%s", r);
+    free(r);
+
+    size_t big = 100 * 1024;
+    char *huge = malloc(big + 128);
+    int n = sprintf(huge, "GET /healthz HTTP/1.1\r\nX-Filler: ");
+    memset(huge + n, 'x', big);
+    memcpy(huge + n + big, "\r\n\r\n", 4);
+    r = raw_exchange(port, huge, (size_t)n + big + 4, 5, NULL);
+    cr_assert(strncmp(r, "HTTP/1.1 431 ", 13) == 0, "%.200s", r);
+    free(r);
+    free(huge);
+
+    r = raw_exchange(port, "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 34, 1, NULL);
+    cr_assert(strncmp(r, "HTTP/1.1 404 ", 13) == 0, "%s", r);
+    free(r);
+    serve_down();
+}
+
+Test(serve, keep_alive_connection_answers_pipelined_requests_in_order)
+{
+    const char *extra[] = {"--idle-timeout", "1", NULL};
+    const serve_env_t *e = serve_up(extra);
+    static const char two[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    double closed_after = 0;
+    char *r = raw_exchange(e->server->port, two, sizeof(two) - 1, 10, &closed_after);
+    cr_assert_eq(count_of(r, "HTTP/1.1 "), 3, "%s", r);
+    char *first = strstr(r, "HTTP/1.1 200"), *second = strstr(r, "HTTP/1.1 404");
+    cr_assert(first != NULL && second != NULL && first < second, "%s", r);
+    cr_assert(strstr(second, "HTTP/1.1 200") != NULL, "%s", r);
+    /* Then the idle connection is closed by the server after about a second. */
+    cr_assert(closed_after > 0.8 && closed_after < 5, "closed after %.2f s", closed_after);
+    free(r);
+    serve_down();
+}
+
+Test(serve, slow_client_is_timed_out_with_408)
+{
+    const char *extra[] = {"--read-timeout", "1", NULL};
+    const serve_env_t *e = serve_up(extra);
+    /* Headers begun, never finished: the server answers 408 and closes after about 1 s. */
+    static const char partial[] = "POST /v1/workflows HTTP/1.1\r\nHost: x\r\nContent-Le";
+    double closed_after = 0;
+    char *r = raw_exchange(e->server->port, partial, sizeof(partial) - 1, 10, &closed_after);
+    cr_assert(strncmp(r, "HTTP/1.1 408 ", 13) == 0, "%s", r);
+    cr_assert(closed_after > 0.8 && closed_after < 5, "closed after %.2f s", closed_after);
+    free(r);
+    /* A body that trickles in too slowly, likewise. */
+    static const char slow_body[] = "POST /v1/workflows HTTP/1.1\r\nHost: x\r\n"
+                                    "Content-Length: 1000\r\n\r\n{\"workflow_id\"";
+    r = raw_exchange(e->server->port, slow_body, sizeof(slow_body) - 1, 10, &closed_after);
+    cr_assert(strncmp(r, "HTTP/1.1 408 ", 13) == 0, "%s", r);
+    cr_assert(closed_after < 5, "closed after %.2f s", closed_after);
+    free(r);
+    serve_down();
+}
+
+/* --- overload -------------------------------------------------------------------- */
+
+Test(serve, full_write_queue_refuses_with_503_and_retry_after)
+{
     const char *extra[] = {"--workers", "1", "--queue", "0", NULL};
-    server_t s = start_server(svc, extra);
+    const serve_env_t *e = serve_up(extra);
     enum { N = 16 };
-    char *files[N], *bodies[N];
+    const char *files[N];
+    char *bodies[N];
     int codes[N];
     for (int i = 0; i < N; i++) {
         char prefix[16];
         snprintf(prefix, sizeof(prefix), "q%d", i);
         files[i] = records_file(prefix, 3000);
     }
-    concurrent_posts(&s, key, files, N, codes, bodies, NULL);
+    concurrent_posts(e->server, e->key, files, N, codes, bodies, NULL);
     int ok = 0, refused = 0;
     long acknowledged = 0;
     for (int i = 0; i < N; i++) {
@@ -732,35 +711,27 @@ Test(serve, full_write_queue_refuses_with_503_and_retry_after)
     cr_assert_gt(ok, 0);
     cr_assert_gt(refused, 0, "with one writer and no queue, 16 concurrent requests all passed");
     /* Refused requests wrote nothing; accepted ones all of theirs. */
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows"), acknowledged);
-    char *metrics = http(&s, "GET", "/metrics", NULL, NULL, NULL, &codes[0], NULL);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), acknowledged);
+    char *metrics = http(e->server, "GET", "/metrics", NULL, NULL, NULL, &codes[0], NULL);
     char needle[128];
     snprintf(needle, sizeof(needle),
              "patternd_http_requests_total{route=\"/v1/workflows\",code=\"503\"} %d", refused);
     cr_assert_not_null(strstr(metrics, needle), "%s", metrics);
     free(metrics);
-    cr_assert_eq(stop_server(&s), 0);
-    for (int i = 0; i < N; i++) {
-        unlink(files[i]);
-        free(files[i]);
+    for (int i = 0; i < N; i++)
         free(bodies[i]);
-    }
-    free(key);
-    free(svc);
-    free(url);
+    serve_down();
 }
 
 /* --- shutdown ------------------------------------------------------------------ */
 
 Test(serve, sigterm_with_requests_in_flight_loses_no_acknowledged_record)
 {
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    char *key = create_key(url, "acme");
     const char *extra[] = {"--workers", "2", "--queue", "16", NULL};
-    server_t s = start_server(svc, extra);
+    const serve_env_t *e = serve_up(extra);
     enum { N = 8 };
-    char *files[N], *bodies[N];
+    const char *files[N];
+    char *bodies[N];
     int codes[N];
     for (int i = 0; i < N; i++) {
         char prefix[16];
@@ -772,15 +743,13 @@ Test(serve, sigterm_with_requests_in_flight_loses_no_acknowledged_record)
     snprintf(after, sizeof(after),
              "for i in $(seq 200); do n=$(psql -tA '%s' -c 'SELECT count(*) FROM workflows'); "
              "[ \"$n\" -gt 0 ] && break; sleep 0.02; done; kill -TERM %d",
-             url, (int)s.pid);
-    concurrent_posts(&s, key, files, N, codes, bodies, after);
-    int status;
-    cr_assert_eq(waitpid(s.pid, &status, 0), s.pid);
+             e->url, (int)e->server->pid);
+    concurrent_posts(e->server, e->key, files, N, codes, bodies, after);
+    int status = server_wait(e->server);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "serve exited with %d", status);
-    char *log = pdt_read_file(s.log, NULL);
+    char *log = pdt_read_file(e->server->log, NULL);
     cr_assert_not_null(strstr(log, "no longer accepting"), "%s", log);
     free(log);
-    unlink(s.log);
 
     long acknowledged = 0;
     int answered = 0;
@@ -792,7 +761,7 @@ Test(serve, sigterm_with_requests_in_flight_loses_no_acknowledged_record)
             char sql[256];
             snprintf(sql, sizeof(sql),
                      "SELECT count(*) FROM workflows WHERE workflow_id LIKE 't%d-%%'", i);
-            cr_assert_eq(sql_long(url, sql), 4000, "request %d", i);
+            cr_assert_eq(pdt_sql_long(e->url, sql), 4000, "request %d", i);
         } else {
             /* Refused, or the connection was not accepted any more: nothing acknowledged. */
             cr_assert(codes[i] == 0 || codes[i] == 503, "request %d: %d %s", i, codes[i],
@@ -801,41 +770,33 @@ Test(serve, sigterm_with_requests_in_flight_loses_no_acknowledged_record)
     }
     cr_assert_gt(answered, 0);
     /* Nothing unacknowledged was half-written either: whole requests or nothing. */
-    long rows = sql_long(url, "SELECT count(*) FROM workflows");
+    long rows = pdt_sql_long(e->url, "SELECT count(*) FROM workflows");
     cr_assert_eq(rows % 4000, 0, "%ld rows", rows);
     cr_assert_geq(rows, acknowledged);
-    for (int i = 0; i < N; i++) {
-        unlink(files[i]);
-        free(files[i]);
+    for (int i = 0; i < N; i++)
         free(bodies[i]);
-    }
-    free(key);
-    free(svc);
-    free(url);
+    serve_down();
 }
 
 /* --- operations ------------------------------------------------------------------ */
 
 Test(serve, healthz_readyz_and_metrics)
 {
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    char *key = create_key(url, "acme");
-    server_t s = start_server(svc, NULL);
+    const serve_env_t *e = serve_up(NULL);
     int status;
-    char *r = http(&s, "GET", "/healthz", NULL, NULL, NULL, &status, NULL);
+    char *r = http(e->server, "GET", "/healthz", NULL, NULL, NULL, &status, NULL);
     cr_assert_eq(status, 200);
     free(r);
-    r = http(&s, "GET", "/readyz", NULL, NULL, NULL, &status, NULL);
+    r = http(e->server, "GET", "/readyz", NULL, NULL, NULL, &status, NULL);
     cr_assert_eq(status, 200, "%s", r);
     free(r);
 
-    char *body = records_file("m", 10);
-    r = http(&s, "POST", "/v1/workflows", key, NULL, body, &status, NULL);
+    const char *body = records_file("m", 10);
+    r = http(e->server, "POST", "/v1/workflows", e->key, NULL, body, &status, NULL);
     cr_assert_eq(status, 200, "%s", r);
     free(r);
     char *headers = NULL;
-    r = http(&s, "GET", "/metrics", NULL, NULL, NULL, &status, &headers);
+    r = http(e->server, "GET", "/metrics", NULL, NULL, NULL, &status, &headers);
     cr_assert_eq(status, 200);
     cr_assert_not_null(strstr(headers, "Content-Type: text/plain; version=0.0.4"), "%s", headers);
     cr_assert_not_null(
@@ -849,152 +810,38 @@ Test(serve, healthz_readyz_and_metrics)
     free(headers);
 
     /* Migrations no longer current (as after deploying a binary with a new one): not ready. */
-    pdt_sql_exec(url, "DELETE FROM schema_migrations WHERE version LIKE '0002%'");
-    r = http(&s, "GET", "/readyz", NULL, NULL, NULL, &status, NULL);
+    pdt_sql_exec(e->url, "DELETE FROM schema_migrations WHERE version LIKE '0002%'");
+    r = http(e->server, "GET", "/readyz", NULL, NULL, NULL, &status, NULL);
     cr_assert_eq(status, 503, "%s", r);
-    free(r);
-    cr_assert_eq(stop_server(&s), 0);
-    unlink(body);
-    free(body);
-    free(key);
-    free(svc);
-    free(url);
-}
-
-/* --- row-level security, checked in SQL under the service's role --------------------- */
-
-static PGresult *run(PGconn *c, const char *sql)
-{
-    return PQexec(c, sql);
-}
-
-static long count_in(PGconn *c, const char *sql)
-{
-    PGresult *r = run(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
-    long v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return v;
-}
-
-Test(rls, service_role_sees_and_writes_only_the_tenant_it_set)
-{
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    /* Data of two tenants (ingest runs as the superuser here, and sets the tenant itself). */
-    char *a = records_file("a", 20);
-    char args[512];
-    snprintf(args, sizeof(args), "--tenant alpha '%s'", a);
-    int status;
-    free(pdt_ingest(url, args, &status));
-    cr_assert_eq(status, 0);
-    char *b = records_file("b", 30);
-    snprintf(args, sizeof(args), "--tenant beta '%s'", b);
-    free(pdt_ingest(url, args, &status));
-    cr_assert_eq(status, 0);
-    free(create_key(url, "alpha"));
-    free(create_key(url, "beta"));
-
-    /* Every data table has row-level security enabled and forced. */
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND"
-                               " relnamespace = 'public'::regnamespace AND"
-                               " relname <> 'schema_migrations' AND"
-                               " NOT (relrowsecurity AND relforcerowsecurity)"),
-                 0);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND"
-                               " relnamespace = 'public'::regnamespace AND relrowsecurity"),
-                 4);
-
-    PGconn *c = PQconnectdb(svc);
-    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
-    static const char *const tables[] = {"workflows", "operation_patterns", "pattern_occurrences",
-                                         "api_keys"};
-    char sql[256];
-    /* No tenant set: nothing at all. */
-    for (int t = 0; t < 4; t++) {
-        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", tables[t]);
-        cr_assert_eq(count_in(c, sql), 0, "%s without a tenant", tables[t]);
-    }
-    /* Tenant alpha set for one transaction: only alpha's rows, whatever the WHERE. */
-    PQclear(run(c, "BEGIN"));
-    PQclear(run(c, "SELECT set_config('patternd.tenant', 'alpha', true)"));
-    cr_assert_eq(count_in(c, "SELECT count(*) FROM workflows"), 20);
-    cr_assert_eq(count_in(c, "SELECT count(*) FROM workflows WHERE tenant_id = 'beta'"), 0);
-    cr_assert_eq(count_in(c, "SELECT count(*) FROM api_keys"), 1);
-    cr_assert_eq(count_in(c, "SELECT count(*) FROM operation_patterns WHERE tenant_id <> 'alpha'"),
-                 0);
-    cr_assert_gt(count_in(c, "SELECT count(*) FROM pattern_occurrences"), 0);
-    cr_assert_eq(count_in(c, "SELECT count(*) FROM pattern_occurrences WHERE tenant_id <> 'alpha'"),
-                 0);
-    /* Writing beta's row while alpha is set is refused by the policy. */
-    PGresult *r = run(c, "INSERT INTO workflows (tenant_id, workflow_id, batch_token)"
-                         " VALUES ('beta', 'sneaky', 1)");
-    cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    cr_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "42501");
-    PQclear(r);
-    PQclear(run(c, "ROLLBACK"));
-    /* Nor may it move alpha's rows to beta, or change beta's. */
-    PQclear(run(c, "BEGIN"));
-    PQclear(run(c, "SELECT set_config('patternd.tenant', 'alpha', true)"));
-    r = run(c, "UPDATE operation_patterns SET tenant_id = 'beta'");
-    cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "%s", PQcmdStatus(r));
-    PQclear(r);
-    PQclear(run(c, "ROLLBACK"));
-    PQclear(run(c, "BEGIN"));
-    PQclear(run(c, "SELECT set_config('patternd.tenant', 'alpha', true)"));
-    r = run(c, "UPDATE workflows SET batch_token = 0 WHERE tenant_id = 'beta'");
-    cr_assert_str_eq(PQcmdTuples(r), "0");
-    PQclear(r);
-    PQclear(run(c, "COMMIT"));
-    /* After the transaction the setting is gone (SET LOCAL): nothing visible again. */
-    cr_assert_eq(count_in(c, "SELECT count(*) FROM workflows"), 0);
-    /* The service role can neither switch the policies off nor delete. */
-    r = run(c, "ALTER TABLE workflows DISABLE ROW LEVEL SECURITY");
-    cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    PQclear(r);
-    r = run(c, "DELETE FROM workflows");
-    cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    PQclear(r);
-    PQfinish(c);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows WHERE tenant_id = 'beta'"), 30);
-    cr_assert_eq(sql_long(url, "SELECT count(*) FROM workflows WHERE batch_token = 0"), 0);
-    unlink(a);
-    unlink(b);
-    free(a);
-    free(b);
-    free(svc);
-    free(url);
+    serve_down();
 }
 
 Test(serve, drain_waits_for_a_begun_request_and_a_second_signal_exits_at_once)
 {
-    char *url = pdt_new_migrated_database();
-    char *svc = pdt_service_url(url);
-    server_t s = start_server(svc, NULL);
+    const serve_env_t *e = serve_up(NULL);
+    server_t *s = e->server;
     /* A request begun but not finished keeps the drain waiting (up to the read timeout). */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
     static const char partial[] = "POST /v1/workflows HTTP/1.1\r\nHost: x\r\n";
     cr_assert_eq(send(fd, partial, sizeof(partial) - 1, 0), (ssize_t)(sizeof(partial) - 1));
     struct timespec pause = {.tv_nsec = 200 * 1000000};
     nanosleep(&pause, NULL);
-    kill(s.pid, SIGTERM);
+    kill(s->pid, SIGTERM);
     nanosleep(&pause, NULL);
     int status;
-    cr_assert_eq(waitpid(s.pid, &status, WNOHANG), 0, "serve did not wait for the request");
+    cr_assert_eq(waitpid(s->pid, &status, WNOHANG), 0, "serve did not wait for the request");
     /* No new connection is accepted while draining. */
     int probe = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_neq(connect(probe, (struct sockaddr *)&addr, sizeof(addr)), 0);
     close(probe);
-    kill(s.pid, SIGTERM);
+    kill(s->pid, SIGTERM);
     double t0 = now_s();
-    cr_assert_eq(waitpid(s.pid, &status, 0), s.pid);
+    status = server_wait(s);
     cr_assert(now_s() - t0 < 2, "the second signal did not end serve at once");
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
     close(fd);
-    unlink(s.log);
-    free(svc);
-    free(url);
+    serve_down();
 }

@@ -1,7 +1,7 @@
 /*
- * Helpers shared by the Criterion tests: running the patternd binary,
- * creating a fresh database on the throwaway cluster that scripts/test.sh
- * started (its URL is in $PD_TEST_DATABASE_URL), and reading results back.
+ * Helpers shared by the tests of every stage (and tests/pool/pool_race.c): running the patternd
+ * binary, creating a fresh database on the throwaway cluster that scripts/test.sh started (its URL
+ * is in $PD_TEST_DATABASE_URL), and reading results back.
  */
 #ifndef PD_TEST_SUPPORT_H
 #define PD_TEST_SUPPORT_H
@@ -73,5 +73,21 @@ char *pdt_service_url(const char *url);
 
 /* Writes a file; fails the test on error. */
 void pdt_write_file(const char *path, const char *data, size_t len);
+
+/* First column of the first row of sql as an integer, or -1 when NULL. Fails the test on error. */
+long pdt_sql_long(const char *url, const char *sql);
+
+/*
+ * Runs `patternd keys create --tenant tenant` and returns the key it prints
+ * last (malloc'd).  Fails the test unless it exits 0 with a pdk_ key.
+ */
+char *pdt_create_key(const char *url, const char *tenant);
+
+/*
+ * Writes count tenant-less NDJSON records with workflow ids prefix-0,
+ * prefix-1, ... to a new file under /tmp and returns its path (malloc'd; the
+ * caller unlinks and frees it).
+ */
+char *pdt_records_file(const char *prefix, int count);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * Test helpers; see support.h.  Not tied to Criterion: tests/pool_race.c
+ * Test helpers; see support.h.  Not tied to Criterion: tests/pool/pool_race.c
  * uses them too, in a plain program that runs under ThreadSanitizer.  A
  * helper that cannot do its job stops the test process with a message.
  */
@@ -288,4 +288,45 @@ char *pdt_service_url(const char *url)
     strcpy(out + head, "pdt_service@");
     strcat(out, at + strlen("postgres@"));
     return out;
+}
+
+long pdt_sql_long(const char *url, const char *sql)
+{
+    char *v = pdt_sql_value(url, sql);
+    long r = v ? strtol(v, NULL, 10) : -1;
+    free(v);
+    return r;
+}
+
+char *pdt_create_key(const char *url, const char *tenant)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' keys create --tenant %s --db '%s'", pdt_binary(), tenant, url);
+    int status;
+    char *out = pdt_run(cmd, &status);
+    REQUIRE(status == 0, "keys create: %s", out);
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '\n')
+        out[--n] = '\0';
+    char *last = strrchr(out, '\n');
+    char *key = strdup(last ? last + 1 : out);
+    free(out);
+    REQUIRE(strncmp(key, "pdk_", 4) == 0, "not a key: %s", key);
+    return key;
+}
+
+char *pdt_records_file(const char *prefix, int count)
+{
+    size_t cap = (size_t)count * 160 + 1, len = 0;
+    char *buf = malloc(cap);
+    for (int i = 0; i < count; i++)
+        len += (size_t)snprintf(buf + len, cap - len,
+                                "{\"workflow_id\": \"%s-%d\", \"nl_input\": \"run the backend "
+                                "tests %d\", \"total_tokens\": %d, \"actual_cost_total\": 0.5}\n",
+                                prefix, i, i % 7, 1000 + i);
+    char *path = malloc(64);
+    snprintf(path, 64, "/tmp/pdt-records-%d-%ld", (int)getpid(), random());
+    pdt_write_file(path, buf, len);
+    free(buf);
+    return path;
 }

@@ -1,8 +1,9 @@
 /*
- * The worker pool and concurrent writers: jobs come back exactly once on the
- * loop thread, and threads racing to record the same new pattern, or the same
- * workflow, leave one row and exact counts; an ingest with many workers and
- * small batches runs clean.
+ * Stages: pool and worker (src/pool, src/db/store.c).  The worker pool and
+ * concurrent writers: jobs come back exactly once on the loop thread, and
+ * threads racing to record the same new pattern, or the same workflow, leave
+ * one row and exact counts; an ingest with many workers and small batches
+ * runs clean.
  *
  * A plain program rather than Criterion tests, because it also runs under
  * ThreadSanitizer, and Criterion's runtime cannot start under TSan (its

@@ -1,4 +1,7 @@
-/* NDJSON line splitting: chunk boundaries, CRLF, blank lines, oversize lines. */
+/*
+ * Stage: source (src/source/lines.c).  NDJSON line splitting: the same lines
+ * whatever the chunk boundaries, CRLF, blank lines, oversize lines.
+ */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>

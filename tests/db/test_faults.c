@@ -1,8 +1,8 @@
 /*
- * Faults during an ingest: backends killed again and again, and a restart of
- * the PostgreSQL server.  Every batch hit by a fault is retried on a fresh
- * connection, and the final tables must equal those of an undisturbed run:
- * nothing lost, nothing counted twice.
+ * Stages: db and worker.  Faults during an ingest: backends killed again and
+ * again, and a restart of the PostgreSQL server.  Every batch hit by a fault
+ * is retried on a fresh connection, and the final tables must equal those of
+ * an undisturbed run: nothing lost, nothing counted twice.
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>

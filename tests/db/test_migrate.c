@@ -1,6 +1,7 @@
 /*
- * `patternd migrate` against the throwaway PostgreSQL: a fresh database, a
- * re-run, two migrators at once, and a migration edited after it was applied.
+ * Stage: db (src/db/migrate.c and migrations/).  `patternd migrate` against the throwaway
+ * PostgreSQL: a fresh database, a re-run, two migrators at once, and a migration edited after it
+ * was applied.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>

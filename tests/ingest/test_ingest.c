@@ -1,4 +1,6 @@
 /*
+ * The whole ingest pipeline, end to end (file source -> record -> batch ->
+ * pool -> worker -> db), and the report read back from it.
  * `patternd ingest` and `patternd report` against the throwaway PostgreSQL:
  * the reference's statistics, exactly once whatever the workers, order,
  * repetitions or processes, and bad input accounted for line by line.

@@ -1,8 +1,8 @@
 /*
- * libFuzzer target: any bytes as one input line through parsing, detection
- * and the detect output writer.  Finds crashes, leaks and undefined
- * behaviour (built with ASan and UBSan), and checks two invariants: an
- * accepted record's output line is valid JSON, and a rejection names a line.
+ * Stages: record and detect.  libFuzzer target: any bytes as one input line through parsing,
+ * detection and the detect output writer.  Finds crashes, leaks and undefined behaviour (built with
+ * ASan and UBSan), and checks two invariants: an accepted record's output line is valid JSON, and a
+ * rejection names a line.
  *
  *   cmake -B build-fuzz -DCMAKE_C_COMPILER=clang -DPD_FUZZ=ON && cmake --build build-fuzz
  *   build-fuzz/fuzz_record -max_total_time=60 CORPUS_DIR
