@@ -11,6 +11,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "pd/error.h"
 
 /* Zero-initialise (or pd_buf_reset() a used one); release with pd_buf_close(). */
 typedef struct pd_buf {
@@ -26,7 +29,26 @@ void pd_buf_close(pd_buf_t *buf);
 /* Empties the buffer, keeping its memory (and its failed flag). */
 void pd_buf_reset(pd_buf_t *buf);
 
-void pd_buf_put(pd_buf_t *buf, const char *s, size_t n);
+/*
+ * Makes room for n more bytes (growing the buffer's memory when needed).
+ * Returns 0, or PD_ENOMEM with buf->failed set.
+ */
+int pd_buf_reserve(pd_buf_t *buf, size_t n);
+
+/*
+ * Appends n bytes.  Inline because the writers call it for every few bytes
+ * they write, mostly with sizes known at compile time: the copy then
+ * compiles to a few moves (measured: out of line, `patternd detect` ran
+ * some 3% more instructions).
+ */
+static inline void pd_buf_put(pd_buf_t *buf, const char *s, size_t n)
+{
+    if (buf->len + n > buf->cap && pd_buf_reserve(buf, n) != 0)
+        return;
+    memcpy(buf->data + buf->len, s, n);
+    buf->len += n;
+}
+
 void pd_buf_puts(pd_buf_t *buf, const char *s);
 /* Appends a string literal without measuring it at run time. */
 #define PD_BUF_LIT(buf, lit) pd_buf_put((buf), "" lit, sizeof(lit) - 1)
@@ -36,7 +58,7 @@ void pd_buf_int(pd_buf_t *buf, int64_t v);
  * Appends s (n bytes of valid UTF-8) as a JSON string literal: quotes,
  * '"' and '\\' and control characters escaped, everything else as is (as
  * Python's json.dumps(ensure_ascii=False) writes it).  For text that may not
- * be valid UTF-8, see pd_buf_json_text() in pd/utf8.h.
+ * be valid UTF-8, see pd_utf8_sanitize() in pd/utf8.h.
  */
 void pd_buf_json_string(pd_buf_t *buf, const char *s, size_t n);
 

@@ -20,23 +20,6 @@ size_t pd_utf8_decode_multibyte(const char *s, size_t n, int32_t *cp)
     return (size_t)len;
 }
 
-bool pd_utf8_valid(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint64_t word;
-        if (n - i >= 8 && (memcpy(&word, s + i, 8), (word & UINT64_C(0x8080808080808080)) == 0)) {
-            i += 8; /* eight ASCII bytes */
-            continue;
-        }
-        int32_t cp;
-        i += pd_utf8_decode(s + i, n - i, &cp);
-        if (cp < 0)
-            return false;
-    }
-    return true;
-}
-
 static bool continuation(char c)
 {
     return ((unsigned char)c & 0xc0) == 0x80;
@@ -62,13 +45,8 @@ size_t pd_utf8_cut(const char *s, size_t n, size_t max)
     return cp >= 0 && start + len > max ? start : max;
 }
 
-void pd_buf_json_text(pd_buf_t *buf, const char *s, size_t n)
+void pd_utf8_sanitize(pd_buf_t *buf, const char *s, size_t n)
 {
-    if (pd_utf8_valid(s, n)) {
-        pd_buf_json_string(buf, s, n);
-        return;
-    }
-    PD_BUF_LIT(buf, "\"");
     size_t run = 0; /* start of the pending run of valid characters */
     for (size_t i = 0; i < n;) {
         int32_t cp;
@@ -77,10 +55,9 @@ void pd_buf_json_text(pd_buf_t *buf, const char *s, size_t n)
             i += len;
             continue;
         }
-        pd_buf_json_escape(buf, s + run, i - run);
+        pd_buf_put(buf, s + run, i - run);
         PD_BUF_LIT(buf, "\xef\xbf\xbd"); /* U+FFFD REPLACEMENT CHARACTER */
         run = ++i;
     }
-    pd_buf_json_escape(buf, s + run, n - run);
-    PD_BUF_LIT(buf, "\"");
+    pd_buf_put(buf, s + run, n - run);
 }

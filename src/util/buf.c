@@ -15,32 +15,23 @@ void pd_buf_reset(pd_buf_t *buf)
     buf->len = 0;
 }
 
-/* Makes room for n more bytes; 0 (and buf->failed set) when memory ran out. */
-static int reserve(pd_buf_t *buf, size_t n)
+int pd_buf_reserve(pd_buf_t *buf, size_t n)
 {
     if (buf->len + n <= buf->cap)
-        return 1;
-    if (buf->failed)
         return 0;
+    if (buf->failed)
+        return PD_ENOMEM;
     size_t cap = buf->cap ? buf->cap : 512;
     while (cap < buf->len + n)
         cap *= 2;
     char *grown = realloc(buf->data, cap);
     if (grown == NULL) {
         buf->failed = 1;
-        return 0;
+        return PD_ENOMEM;
     }
     buf->data = grown;
     buf->cap = cap;
-    return 1;
-}
-
-void pd_buf_put(pd_buf_t *buf, const char *s, size_t n)
-{
-    if (!reserve(buf, n))
-        return;
-    memcpy(buf->data + buf->len, s, n);
-    buf->len += n;
+    return 0;
 }
 
 void pd_buf_puts(pd_buf_t *buf, const char *s)
@@ -108,7 +99,7 @@ void pd_buf_json_escape(pd_buf_t *buf, const char *s, size_t n)
 void pd_buf_json_string(pd_buf_t *buf, const char *s, size_t n)
 {
     /* Most strings need no escape: one reservation covers them. */
-    if (!reserve(buf, n + 2))
+    if (pd_buf_reserve(buf, n + 2) != 0)
         return;
     buf->data[buf->len++] = '"';
     pd_buf_json_escape(buf, s, n);
