@@ -4,7 +4,8 @@
  * Pure: no I/O, no globals, nothing shared, so any thread may call it with
  * its own pd_detection_t.  A detection is reused from record to record; its
  * buffers grow to the largest record seen and are released by
- * pd_detection_close().
+ * pd_detection_close().  It owns them, so it is embedded or passed by
+ * pointer, never copied.
  */
 #ifndef PD_DETECT_H
 #define PD_DETECT_H
@@ -36,17 +37,6 @@ typedef enum pd_complexity {
     PD_COMPLEXITY_COMPLEX
 } pd_complexity_t;
 
-/*
- * Private to detect.c: the needles whose first three bytes hash to one
- * bucket of the needle index, and those three bytes.
- */
-#define PD_NEEDLE_BUCKETS 256
-typedef struct pd_needle_bucket {
-    uint32_t key;      /* the bytes */
-    uint32_t key_mask; /* the bits of key to compare: none when needles of several share it */
-    uint64_t needles;  /* a bit per needle */
-} pd_needle_bucket_t;
-
 /* A file mention: a byte range of the record's original nl_input. */
 typedef struct pd_span {
     size_t off;
@@ -72,16 +62,13 @@ typedef struct pd_detection {
     char *lower; /* lower-cased text */
     size_t lower_cap;
 
-    /*
-     * The substrings detection looks for, filed by a hash of their first
-     * three bytes so that one pass over a text finds them all; built on
-     * first use.  (8 KiB: most of a pd_detection_t's size.)
-     */
-    int needle_index_built;
-    pd_needle_bucket_t needle_index[2][PD_NEEDLE_BUCKETS]; /* nl_input; template and error */
+    /* Private to src/detect/: the needle index, allocated on first use. */
+    struct pd_detect_index *index;
 } pd_detection_t;
 
+/* An empty detection: no memory until the first pd_detect_record(). */
 void pd_detection_init(pd_detection_t *det);
+/* Frees what det holds (the spans in det->files go with it); det is left empty. */
 void pd_detection_close(pd_detection_t *det);
 
 /*
