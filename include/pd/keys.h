@@ -22,12 +22,13 @@
 #ifndef PD_KEYS_H
 #define PD_KEYS_H
 
-#include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 
-#include "pd/db.h"
 #include "pd/error.h"
 #include "pd/record.h"
+
+typedef struct pd_db pd_db_t; /* include/pd/db.h */
 
 #define PD_KEY_PREFIX "pdk_"
 #define PD_KEY_ID_LEN 16
@@ -70,11 +71,20 @@ int pd_keys_verify(pd_db_t *db, const pd_key_t *key, bool *valid, pd_error_t *er
 int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *revoked,
                    pd_error_t *err);
 
+/* One row of `patternd keys list`; times are ISO 8601 in UTC, to the second. */
+typedef struct pd_key_row {
+    const char *tenant_id;
+    const char *key_id;
+    const char *created_at;
+    const char *revoked_at; /* NULL while the key is active */
+} pd_key_row_t;
+
 /*
- * The keys of tenant (NULL: every key the role may see), oldest first, as
- * columns tenant_id, key_id, created_at, revoked_at (NULL when active).
- * The caller frees *out with pd_db_result_free().
+ * The keys of tenant (NULL: every key the role may see), oldest first.  On
+ * success *rows is a new array of *n rows (its strings live in the same
+ * allocation), released with pd_keys_list_free(); on failure *rows is NULL.
  */
-int pd_keys_list(pd_db_t *db, const char *tenant, PGresult **out, pd_error_t *err);
+int pd_keys_list(pd_db_t *db, const char *tenant, pd_key_row_t **rows, size_t *n, pd_error_t *err);
+void pd_keys_list_free(pd_key_row_t *rows);
 
 #endif

@@ -32,6 +32,61 @@ static const char USAGE[] =
     "               the role is subject to row-level security (patternd_service)\n"
     "  -h, --help   show this help\n";
 
+/* Each action returns the exit code. */
+static int key_create(pd_db_t *db, const char *tenant)
+{
+    pd_error_t err;
+    pd_key_t key;
+    char text[PD_KEY_TEXT_MAX];
+    pd_key_generate(tenant, &key);
+    if (pd_keys_create(db, &key, &err) < 0) {
+        pd_cli_fail("%s", err.message);
+        return PD_EXIT_FAIL;
+    }
+    pd_key_format(&key, text);
+    printf("created key %s for tenant %s; it is shown only now, keep it secret:\n%s\n", key.key_id,
+           tenant, text);
+    return PD_EXIT_OK;
+}
+
+static int key_list(pd_db_t *db, const char *tenant)
+{
+    pd_error_t err;
+    pd_key_row_t *rows = NULL;
+    size_t n = 0;
+    if (pd_keys_list(db, tenant, &rows, &n, &err) < 0) {
+        pd_cli_fail("%s", err.message);
+        return PD_EXIT_FAIL;
+    }
+    if (n == 0) {
+        puts(tenant ? "no keys for this tenant" : "no keys (or none visible to this role)");
+    } else {
+        printf("%-24s %-16s %-20s %s\n", "tenant", "key_id", "created", "revoked");
+        for (size_t i = 0; i < n; i++)
+            printf("%-24s %-16s %-20s %s\n", rows[i].tenant_id, rows[i].key_id, rows[i].created_at,
+                   rows[i].revoked_at ? rows[i].revoked_at : "-");
+    }
+    pd_keys_list_free(rows);
+    return PD_EXIT_OK;
+}
+
+static int key_revoke(pd_db_t *db, const char *tenant, const char *key_id)
+{
+    pd_error_t err;
+    long revoked = 0;
+    if (pd_keys_revoke(db, tenant, key_id, &revoked, &err) < 0) {
+        pd_cli_fail("%s", err.message);
+        return PD_EXIT_FAIL;
+    }
+    if (revoked == 0) {
+        pd_cli_fail("no active key %s%s%s", key_id, tenant ? " of tenant " : "",
+                    tenant ? tenant : "");
+        return PD_EXIT_FAIL;
+    }
+    printf("revoked key %s\n", key_id);
+    return PD_EXIT_OK;
+}
+
 int pd_cmd_keys(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -88,54 +143,13 @@ int pd_cmd_keys(int argc, char **argv)
 
     pd_db_t *db = NULL;
     pd_error_t err;
-    int exit_code = PD_EXIT_FAIL;
     if (pd_db_connect(pd_db_conninfo(url), &db, &err) < 0) {
         pd_cli_fail("%s", err.message);
         return PD_EXIT_FAIL;
     }
-    if (create) {
-        pd_key_t key;
-        char text[PD_KEY_TEXT_MAX];
-        pd_key_generate(tenant, &key);
-        if (pd_keys_create(db, &key, &err) < 0) {
-            pd_cli_fail("%s", err.message);
-            goto done;
-        }
-        pd_key_format(&key, text);
-        printf("created key %s for tenant %s; it is shown only now, keep it secret:\n%s\n",
-               key.key_id, tenant, text);
-        exit_code = PD_EXIT_OK;
-    } else if (list) {
-        PGresult *res = NULL;
-        if (pd_keys_list(db, tenant, &res, &err) < 0) {
-            pd_cli_fail("%s", err.message);
-            goto done;
-        }
-        if (PQntuples(res) == 0) {
-            puts(tenant ? "no keys for this tenant" : "no keys (or none visible to this role)");
-        } else {
-            printf("%-24s %-16s %-20s %s\n", "tenant", "key_id", "created", "revoked");
-            for (int i = 0; i < PQntuples(res); i++)
-                printf("%-24s %-16s %-20s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-                       PQgetvalue(res, i, 2), PQgetisnull(res, i, 3) ? "-" : PQgetvalue(res, i, 3));
-        }
-        pd_db_result_free(res);
-        exit_code = PD_EXIT_OK;
-    } else {
-        long revoked = 0;
-        if (pd_keys_revoke(db, tenant, args[0], &revoked, &err) < 0) {
-            pd_cli_fail("%s", err.message);
-            goto done;
-        }
-        if (revoked == 0) {
-            pd_cli_fail("no active key %s%s%s", args[0], tenant ? " of tenant " : "",
-                        tenant ? tenant : "");
-            goto done;
-        }
-        printf("revoked key %s\n", args[0]);
-        exit_code = PD_EXIT_OK;
-    }
-done:
+    int exit_code = create ? key_create(db, tenant)
+                    : list ? key_list(db, tenant)
+                           : key_revoke(db, tenant, args[0]);
     pd_db_destroy(db);
     return exit_code;
 }

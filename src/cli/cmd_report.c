@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "pd/cli.h"
 #include "pd/db.h"
+#include "pd/patterns.h"
 #include "pd/record.h"
 
 static const char USAGE[] =
@@ -24,37 +26,94 @@ static const char USAGE[] =
     "  --format F       table (default), json (an array of objects) or csv\n"
     "  -h, --help       show this help\n";
 
-static const char SQL_REPORT[] =
-    "SELECT tenant_id, pattern_signature, pattern_type, occurrence_count,"
-    " avg_tokens_with_llm, avg_cost_with_llm::float8, avg_tokens_with_tool,"
-    " avg_cost_with_tool::float8, confidence_score, potential_monthly_savings::float8,"
-    " automation_status, to_char(last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-    " FROM operation_patterns"
-    " WHERE $1::text IS NULL OR tenant_id = $1"
-    " ORDER BY potential_monthly_savings DESC, tenant_id COLLATE \"C\","
-    " pattern_signature COLLATE \"C\""
-    " LIMIT $2::bigint";
-
-enum {
-    C_TENANT,
-    C_SIG,
-    C_TYPE,
-    C_COUNT,
-    C_TOK_LLM,
-    C_COST_LLM,
-    C_TOK_TOOL,
-    C_COST_TOOL,
-    C_CONF,
-    C_SAVINGS,
-    C_STATUS,
-    C_LAST_SEEN
-};
-
 typedef enum format { F_TABLE, F_JSON, F_CSV } format_t;
 
-static void print_table(const PGresult *res, bool all_tenants)
+/* Times print to the second: "2024-05-01T12:00:00Z". */
+static void to_seconds(const char *iso, char out[32])
 {
-    int n = PQntuples(res);
+    size_t n = strcspn(iso, ".Z");
+    snprintf(out, 32, "%.*sZ", (int)(n < 30 ? n : 30), iso);
+}
+
+#define FLOAT8_TEXT 48 /* room for the longest float8 text, as the compiler reckons it */
+
+/*
+ * The significant digits of a number printed by "%e" (a sign, d.ddd, 'e',
+ * the exponent), without trailing zeros, into digits (cap bytes); returns
+ * the decimal exponent.
+ */
+static int decimal_digits(const char *sci, char *digits, size_t cap)
+{
+    const char *e = strchr(sci, 'e');
+    size_t n = 0;
+    for (const char *p = sci; p < e && n + 1 < cap; p++)
+        if (*p >= '0' && *p <= '9')
+            digits[n++] = *p;
+    while (n > 1 && digits[n - 1] == '0')
+        n--;
+    digits[n] = '\0';
+    return atoi(e + 1);
+}
+
+/*
+ * Is the decimal sci exactly halfway between d and a neighbouring double?
+ * Such a decimal reads back as d when d is even, but PostgreSQL's shortest
+ * digits (Ryu) never take it.  Below 2^52 a midpoint has more than 17
+ * significant digits, so only larger numbers are checked; there the
+ * midpoint is exact in a long double, and "%.330Le" prints it exactly.
+ */
+static bool is_midpoint(const char *sci, double d)
+{
+    if (fabs(d) < 0x1p52)
+        return false;
+    char digits[20], mid_digits[400], exact[400];
+    int exp = decimal_digits(sci, digits, sizeof(digits));
+    for (int dir = -1; dir <= 1; dir += 2) {
+        long double mid = ((long double)d + nextafter(d, dir * INFINITY)) / 2;
+        if (isinf(mid))
+            continue;
+        snprintf(exact, sizeof(exact), "%.330Le", mid);
+        int mid_exp = decimal_digits(exact, mid_digits, sizeof(mid_digits));
+        if (mid_exp == exp && strcmp(mid_digits, digits) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * d as PostgreSQL prints a float8 (extra_float_digits 1, the default since
+ * PostgreSQL 12), so that the CSV reads as the database's own text: the
+ * shortest digits that read back as d, in fixed notation when the decimal
+ * exponent is in [-4, 15), else as in 1.5e+20.
+ */
+static void float8_text(double d, char out[FLOAT8_TEXT])
+{
+    static const char zeros[] = "000000000000000";
+    if (isnan(d) || isinf(d)) {
+        snprintf(out, FLOAT8_TEXT, "%s", isnan(d) ? "NaN" : d > 0 ? "Infinity" : "-Infinity");
+        return;
+    }
+    char sci[40], digits[20];
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf(sci, sizeof(sci), "%.*e", precision - 1, d);
+        if (strtod(sci, NULL) == d && !is_midpoint(sci, d))
+            break;
+    }
+    int exp = decimal_digits(sci, digits, sizeof(digits)), n = (int)strlen(digits);
+    const char *sign = signbit(d) ? "-" : "";
+    if (exp < -4 || exp >= 15)
+        snprintf(out, FLOAT8_TEXT, "%s%c%s%se%c%02d", sign, digits[0], n > 1 ? "." : "", digits + 1,
+                 exp < 0 ? '-' : '+', abs(exp));
+    else if (exp < 0)
+        snprintf(out, FLOAT8_TEXT, "%s0.%.*s%s", sign, -exp - 1, zeros, digits);
+    else if (n <= exp + 1)
+        snprintf(out, FLOAT8_TEXT, "%s%s%.*s", sign, digits, exp + 1 - n, zeros);
+    else
+        snprintf(out, FLOAT8_TEXT, "%s%.*s.%s", sign, exp + 1, digits, digits + exp + 1);
+}
+
+static void print_table(const pd_pattern_t *rows, size_t n, bool all_tenants)
+{
     if (n == 0) {
         puts("no patterns yet: ingest some workflows with `patternd ingest`");
         if (all_tenants)
@@ -64,57 +123,98 @@ static void print_table(const PGresult *res, bool all_tenants)
     }
     printf("%4s  %-16s %-28s %8s %12s %12s %14s %10s\n", "rank", "tenant", "signature", "count",
            "avg $ LLM", "avg $ tool", "savings $/mo", "confidence");
-    for (int i = 0; i < n; i++) {
-        printf("%4d  %-16.16s %-28.28s %8s %12.4f %12.4f %14.2f %10.0f\n", i + 1,
-               PQgetvalue(res, i, C_TENANT), PQgetvalue(res, i, C_SIG), PQgetvalue(res, i, C_COUNT),
-               strtod(PQgetvalue(res, i, C_COST_LLM), NULL),
-               strtod(PQgetvalue(res, i, C_COST_TOOL), NULL),
-               strtod(PQgetvalue(res, i, C_SAVINGS), NULL),
-               strtod(PQgetvalue(res, i, C_CONF), NULL));
+    for (size_t i = 0; i < n; i++) {
+        const pd_pattern_t *p = &rows[i];
+        printf("%4zu  %-16.16s %-28.28s %8lld %12.4f %12.4f %14.2f %10.0f\n", i + 1, p->tenant_id,
+               p->pattern_signature, (long long)p->occurrence_count, p->avg_cost_with_llm,
+               p->avg_cost_with_tool, p->potential_monthly_savings, p->confidence_score);
     }
 }
 
-static void print_csv(const PGresult *res)
+static void print_csv(const pd_pattern_t *rows, size_t n)
 {
     puts("tenant_id,pattern_signature,pattern_type,occurrence_count,avg_tokens_with_llm,"
          "avg_cost_with_llm,avg_tokens_with_tool,avg_cost_with_tool,confidence_score,"
          "potential_monthly_savings,automation_status,last_seen");
-    for (int i = 0; i < PQntuples(res); i++) {
-        for (int c = 0; c <= C_LAST_SEEN; c++) {
-            /* Tenants and signatures hold no commas or quotes (SPEC §1, §2). */
-            printf("%s%s", c ? "," : "", PQgetvalue(res, i, c));
-        }
-        putchar('\n');
+    for (size_t i = 0; i < n; i++) {
+        const pd_pattern_t *p = &rows[i];
+        char cost_llm[FLOAT8_TEXT], cost_tool[FLOAT8_TEXT], conf[FLOAT8_TEXT], savings[FLOAT8_TEXT];
+        char last_seen[32];
+        float8_text(p->avg_cost_with_llm, cost_llm);
+        float8_text(p->avg_cost_with_tool, cost_tool);
+        float8_text(p->confidence_score, conf);
+        float8_text(p->potential_monthly_savings, savings);
+        to_seconds(p->last_seen, last_seen);
+        /* Tenants and signatures hold no commas or quotes (SPEC §1, §2). */
+        printf("%s,%s,%s,%lld,%lld,%s,%lld,%s,%s,%s,%s,%s\n", p->tenant_id, p->pattern_signature,
+               p->pattern_type, (long long)p->occurrence_count, (long long)p->avg_tokens_with_llm,
+               cost_llm, (long long)p->avg_tokens_with_tool, cost_tool, conf, savings,
+               p->automation_status, last_seen);
     }
 }
 
-static int print_json(const PGresult *res)
+static int print_json(const pd_pattern_t *rows, size_t n)
 {
-    json_t *rows = json_array();
-    if (rows == NULL)
+    json_t *list = json_array();
+    if (list == NULL)
         return -1;
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (size_t i = 0; i < n; i++) {
+        const pd_pattern_t *p = &rows[i];
+        char last_seen[32];
+        to_seconds(p->last_seen, last_seen);
         json_t *o = json_pack(
             "{s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:f, s:f, s:f, s:s, s:s}", "tenant_id",
-            PQgetvalue(res, i, C_TENANT), "pattern_signature", PQgetvalue(res, i, C_SIG),
-            "pattern_type", PQgetvalue(res, i, C_TYPE), "occurrence_count",
-            (json_int_t)strtoll(PQgetvalue(res, i, C_COUNT), NULL, 10), "avg_tokens_with_llm",
-            (json_int_t)strtoll(PQgetvalue(res, i, C_TOK_LLM), NULL, 10), "avg_cost_with_llm",
-            strtod(PQgetvalue(res, i, C_COST_LLM), NULL), "avg_tokens_with_tool",
-            (json_int_t)strtoll(PQgetvalue(res, i, C_TOK_TOOL), NULL, 10), "avg_cost_with_tool",
-            strtod(PQgetvalue(res, i, C_COST_TOOL), NULL), "confidence_score",
-            strtod(PQgetvalue(res, i, C_CONF), NULL), "potential_monthly_savings",
-            strtod(PQgetvalue(res, i, C_SAVINGS), NULL), "automation_status",
-            PQgetvalue(res, i, C_STATUS), "last_seen", PQgetvalue(res, i, C_LAST_SEEN));
-        if (o == NULL || json_array_append_new(rows, o) < 0) {
-            json_decref(rows);
+            p->tenant_id, "pattern_signature", p->pattern_signature, "pattern_type",
+            p->pattern_type, "occurrence_count", (json_int_t)p->occurrence_count,
+            "avg_tokens_with_llm", (json_int_t)p->avg_tokens_with_llm, "avg_cost_with_llm",
+            p->avg_cost_with_llm, "avg_tokens_with_tool", (json_int_t)p->avg_tokens_with_tool,
+            "avg_cost_with_tool", p->avg_cost_with_tool, "confidence_score", p->confidence_score,
+            "potential_monthly_savings", p->potential_monthly_savings, "automation_status",
+            p->automation_status, "last_seen", last_seen);
+        if (o == NULL || json_array_append_new(list, o) < 0) {
+            json_decref(list);
             return -1;
         }
     }
-    int rc = json_dumpf(rows, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    int rc = json_dumpf(list, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     putchar('\n');
-    json_decref(rows);
+    json_decref(list);
     return rc;
+}
+
+static bool parse_format(const char *arg, format_t *out)
+{
+    static const char *const names[] = {[F_TABLE] = "table", [F_JSON] = "json", [F_CSV] = "csv"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(arg, names[i]) == 0) {
+            *out = (format_t)i;
+            return true;
+        }
+    }
+    pd_cli_fail("--format: expected table, json or csv, got '%s'", arg);
+    return false;
+}
+
+/* Prints the rows to standard output; returns the exit code. */
+static int print_report(const pd_pattern_t *rows, size_t n, format_t format, bool all_tenants)
+{
+    int rc = 0;
+    switch (format) {
+    case F_TABLE:
+        print_table(rows, n, all_tenants);
+        break;
+    case F_CSV:
+        print_csv(rows, n);
+        break;
+    case F_JSON:
+        rc = print_json(rows, n);
+        break;
+    }
+    if (rc < 0 || fflush(stdout) != 0) {
+        pd_cli_fail("writing the report failed");
+        return PD_EXIT_FAIL;
+    }
+    return PD_EXIT_OK;
 }
 
 int pd_cmd_report(int argc, char **argv)
@@ -145,16 +245,8 @@ int pd_cmd_report(int argc, char **argv)
                 return PD_EXIT_USAGE;
             break;
         case 'f':
-            if (strcmp(optarg, "table") == 0) {
-                format = F_TABLE;
-            } else if (strcmp(optarg, "json") == 0) {
-                format = F_JSON;
-            } else if (strcmp(optarg, "csv") == 0) {
-                format = F_CSV;
-            } else {
-                pd_cli_fail("--format: expected table, json or csv, got '%s'", optarg);
+            if (!parse_format(optarg, &format))
                 return PD_EXIT_USAGE;
-            }
             break;
         case 'h':
             fputs(USAGE, stdout);
@@ -171,41 +263,21 @@ int pd_cmd_report(int argc, char **argv)
 
     pd_db_t *db = NULL;
     pd_error_t err;
-    PGresult *res = NULL;
-    char limit[32];
-    snprintf(limit, sizeof(limit), "%ld", top);
-    const char *params[] = {tenant, top == 0 ? NULL : limit};
+    pd_pattern_t *rows = NULL;
+    size_t n = 0;
     /*
-     * With --tenant the query runs scoped to that tenant, so that it works for
+     * With --tenant the read is scoped to that tenant, so that it works for
      * any role under row-level security; across tenants it needs a role that
      * bypasses the policies (the owner with BYPASSRLS, or a superuser).
      */
     if (pd_db_connect(pd_db_conninfo(url), &db, &err) < 0 ||
-        (tenant != NULL && pd_db_begin_tenant(db, tenant, &err) < 0) ||
-        pd_db_query(db, SQL_REPORT, 2, params, &res, &err) < 0 ||
-        (tenant != NULL && pd_db_exec(db, "COMMIT", &err) < 0)) {
+        pd_patterns_read(db, tenant, top, &rows, &n, &err) < 0) {
         pd_cli_fail("%s", err.message);
-        pd_db_result_free(res);
         pd_db_destroy(db);
         return PD_EXIT_FAIL;
     }
-    int rc = 0;
-    switch (format) {
-    case F_TABLE:
-        print_table(res, tenant == NULL);
-        break;
-    case F_CSV:
-        print_csv(res);
-        break;
-    case F_JSON:
-        rc = print_json(res);
-        break;
-    }
-    pd_db_result_free(res);
     pd_db_destroy(db);
-    if (rc < 0 || fflush(stdout) != 0) {
-        pd_cli_fail("writing the report failed");
-        return PD_EXIT_FAIL;
-    }
-    return PD_EXIT_OK;
+    int exit_code = print_report(rows, n, format, tenant == NULL);
+    pd_patterns_free(rows);
+    return exit_code;
 }

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pd/db.h"
+
 #define SALT_BYTES crypto_generichash_KEYBYTES /* 32 */
 #define HASH_BYTES crypto_generichash_BYTES    /* 32 */
 
@@ -119,17 +121,6 @@ static void hash_secret(const pd_key_t *key, const unsigned char salt[SALT_BYTES
                        salt, SALT_BYTES);
 }
 
-/* Ends the transaction begun by pd_db_begin_tenant: COMMIT when rc is 0, else ROLLBACK. */
-static int end_tx(pd_db_t *db, int rc, pd_error_t *err)
-{
-    if (rc < 0) {
-        if (rc != PD_ECONN)
-            pd_db_exec(db, "ROLLBACK", NULL);
-        return rc;
-    }
-    return pd_db_exec(db, "COMMIT", err);
-}
-
 int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err)
 {
     unsigned char salt[SALT_BYTES], hash[HASH_BYTES];
@@ -143,7 +134,7 @@ int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err)
         return rc;
     const char *params[] = {key->tenant, key->key_id, salt_hex, hash_hex};
     rc = pd_db_query(db, SQL_INSERT, 4, params, NULL, err);
-    return end_tx(db, rc, err);
+    return pd_db_end(db, rc, err);
 }
 
 int pd_keys_verify(pd_db_t *db, const pd_key_t *key, bool *valid, pd_error_t *err)
@@ -155,7 +146,7 @@ int pd_keys_verify(pd_db_t *db, const pd_key_t *key, bool *valid, pd_error_t *er
         return rc;
     const char *params[] = {key->tenant, key->key_id};
     rc = pd_db_query(db, SQL_LOOKUP, 2, params, &res, err);
-    if ((rc = end_tx(db, rc, err)) < 0) {
+    if ((rc = pd_db_end(db, rc, err)) < 0) {
         pd_db_result_free(res);
         return rc;
     }
@@ -185,7 +176,7 @@ int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *re
     if (rc < 0)
         return rc;
     rc = pd_db_query(db, SQL_REVOKE, 2, params, &res, err);
-    if ((rc = end_tx(db, rc, err)) < 0) {
+    if ((rc = pd_db_end(db, rc, err)) < 0) {
         pd_db_result_free(res);
         return rc;
     }
@@ -194,17 +185,38 @@ int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *re
     return PD_OK;
 }
 
-int pd_keys_list(pd_db_t *db, const char *tenant, PGresult **out, pd_error_t *err)
+int pd_keys_list(pd_db_t *db, const char *tenant, pd_key_row_t **rows, size_t *n, pd_error_t *err)
 {
     PGresult *res = NULL;
+    pd_key_row_t *out = NULL;
+    char *strings = NULL;
+    *rows = NULL;
     int rc = tenant != NULL ? pd_db_begin_tenant(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
     if (rc < 0)
         return rc;
     rc = pd_db_query(db, SQL_LIST, 1, &tenant, &res, err);
-    if ((rc = end_tx(db, rc, err)) < 0) {
-        pd_db_result_free(res);
-        return rc;
+    if ((rc = pd_db_end(db, rc, err)) < 0)
+        goto done;
+    if ((out = pd_db_rows_alloc(res, sizeof(*out), &strings)) == NULL) {
+        rc = pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+        goto done;
     }
-    *out = res;
-    return PD_OK;
+    for (int i = 0; i < PQntuples(res); i++) {
+        out[i] = (pd_key_row_t){
+            .tenant_id = pd_db_text_copy(res, i, 0, &strings),
+            .key_id = pd_db_text_copy(res, i, 1, &strings),
+            .created_at = pd_db_text_copy(res, i, 2, &strings),
+            .revoked_at = pd_db_text_copy(res, i, 3, &strings),
+        };
+    }
+    *rows = out;
+    *n = (size_t)PQntuples(res);
+done:
+    pd_db_result_free(res);
+    return rc;
+}
+
+void pd_keys_list_free(pd_key_row_t *rows)
+{
+    free(rows);
 }
