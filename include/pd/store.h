@@ -2,11 +2,13 @@
  * Writing batches to PostgreSQL exactly once (SPEC §3).
  *
  * A pd_store_t is one worker's connection and everything it needs to write:
- * it is created and used by one thread only.  pd_store_write() detects the
- * batch's records, writes them in one transaction, and retries that
- * transaction (after a deadlock, a serialization failure, or a lost
- * connection, reconnecting with backoff and jitter) until it commits or the
- * retry budget is spent.  A retry never counts anything twice.
+ * it is created and used by one thread only.  The writer (include/pd/
+ * writer.h) first calls pd_store_distinct() to put the batch's records into
+ * lock order and set its duplicates aside, detects the distinct ones, and
+ * hands them to pd_store_write_detected(), which writes them in one transaction and
+ * retries that transaction (after a deadlock, a serialization failure, or a
+ * lost connection, reconnecting with backoff and jitter) until it commits
+ * or the retry budget is spent.  A retry never counts anything twice.
  */
 #ifndef PD_STORE_H
 #define PD_STORE_H
@@ -15,6 +17,7 @@
 #include <stdint.h>
 
 #include "pd/batch.h"
+#include "pd/detect.h"
 #include "pd/error.h"
 
 typedef struct pd_store pd_store_t;
@@ -36,15 +39,50 @@ typedef struct pd_store_stats {
 int pd_store_create(const pd_store_config_t *cfg, pd_store_t **out);
 void pd_store_destroy(pd_store_t *store);
 
+/* One distinct record of a batch and what detection found in it. */
+typedef struct pd_store_item {
+    size_t record; /* index in batch->records */
+    int n_patterns;
+    char patterns[PD_MAX_PATTERNS][PD_SIGNATURE_MAX]; /* signatures, as detected */
+    size_t chars_off, chars_len; /* its characteristics JSON, in the `chars` text */
+    bool is_new;                 /* set by pd_store_write_detected(): first recorded now */
+} pd_store_item_t;
+
 /*
- * Writes the batch: sets each record's outcome, total_patterns,
- * new_patterns, attempts and commit_ms.  Returns 0 when the batch committed
- * (or had already committed before a lost connection), else the error, also
- * kept in batch->rc and batch->err, with every pending record marked
- * PD_OUTCOME_ERROR.
+ * Fills items (room for batch->count) with the batch's distinct records in
+ * lock order (workflow_id in byte order), the first in input order of each
+ * workflow_id, and marks every other one PD_OUTCOME_DUPLICATE.  Sets only
+ * .record of each item; returns how many there are.
  */
-int pd_store_write(pd_store_t *store, pd_batch_t *batch);
+size_t pd_store_distinct(pd_batch_t *batch, pd_store_item_t *items);
+
+/*
+ * Writes the batch: items are its distinct records as pd_store_distinct()
+ * ordered them, their detection filled in, chars the text their chars_off
+ * and chars_len point into (all borrowed for the call).  Sets each record's
+ * outcome, total_patterns, new_patterns, attempts and commit_ms.  Returns 0
+ * when the batch committed (or had already committed before a lost
+ * connection), else the error, as pd_store_fail() leaves it.
+ */
+int pd_store_write_detected(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items,
+                            size_t n_items, const char *chars);
+
+/*
+ * Gives the batch up: keeps rc and err (NULL: "out of memory" for
+ * PD_ENOMEM) in batch->rc and batch->err, marks every record
+ * PD_OUTCOME_ERROR (nothing of it was committed, its in-batch duplicates
+ * included), counts it in the store's db_errors, and returns rc.
+ */
+int pd_store_fail(pd_store_t *store, pd_batch_t *batch, int rc, const pd_error_t *err);
 
 const pd_store_stats_t *pd_store_stats(const pd_store_t *store);
+
+/*
+ * Transitional, for the commands not yet moved to include/pd/writer.h:
+ * detects and writes the batch as pd_writer_write() does, with a detection
+ * made for this call only.  Defined in src/worker/writer.c; to be removed
+ * once cmd_ingest.c and cmd_serve.c run pd_writer_t.
+ */
+int pd_store_write(pd_store_t *store, pd_batch_t *batch);
 
 #endif

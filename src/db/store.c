@@ -22,7 +22,14 @@
  * deadlock: workflow rows first, sorted by workflow_id in byte order, then
  * pattern rows, sorted by signature in byte order (COLLATE "C" in SQL,
  * strcmp here).  Duplicates inside the batch are merged before anything is
- * sent.
+ * sent.  That sort and merge stay here (pd_store_distinct), though the
+ * writer calls it before detecting: the lock order and distinct workflow
+ * ids are preconditions of these statements (CLAIM maps the ordinals it
+ * returns back to records, one per workflow id), so the module whose SQL
+ * needs them is the one that guarantees them; pd_store_write_detected checks
+ * them.  Detection (what to write) is the writer's, src/worker/writer.c.
+ *
+ * Threads: a store is used by the one writer thread that created it.
  *
  * Retries: a deadlock or serialization failure (40P01, 40001) rolls back and
  * runs the transaction again; a lost connection reconnects with exponential
@@ -40,9 +47,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "pd/buf.h"
 #include "pd/db.h"
-#include "pd/detect.h"
-#include "pd/jsonw.h"
 
 static const char SQL_CLAIM[] =
     "WITH claimed AS ("
@@ -117,29 +123,19 @@ enum { A_SIG, A_WID, A_TOKENS, A_COST, A_DUR, A_ERR, A_RETRY, A_START, A_CHARS, 
 
 /* One occurrence of a new workflow: a detected signature of a distinct record. */
 typedef struct occurrence {
-    size_t found; /* index in store->found */
-    int pattern;  /* index in that record's patterns */
+    size_t item; /* index in store->items */
+    int pattern; /* index in that item's patterns */
 } occurrence_t;
-
-/* What detection found for one distinct record of the batch. */
-typedef struct found {
-    size_t record; /* index in the batch */
-    int n_patterns;
-    char patterns[PD_MAX_PATTERNS][PD_SIGNATURE_MAX];
-    size_t chars_off, chars_len; /* characteristics JSON, in store->chars */
-    bool is_new;
-} found_t;
 
 struct pd_store {
     pd_store_config_t cfg;
     pd_db_t *db;
     pd_store_stats_t stats;
-    pd_detection_t det;
-    pd_buf_t chars; /* characteristics JSON of the batch's records */
-    found_t *found; /* distinct records, sorted by workflow_id */
-    size_t found_cap;
-    size_t n_found;
-    pg_array_t keys;    /* workflow ids of `found`, for CLAIM and CHECK */
+    /* The batch being written, borrowed from pd_store_write_detected's caller. */
+    pd_store_item_t *items; /* distinct records, in lock order */
+    size_t n_items;
+    const char *chars;  /* the text items' characteristics point into */
+    pg_array_t keys;    /* workflow ids of `items`, for CLAIM and CHECK */
     occurrence_t *occs; /* the occurrences of the new records, sorted for PATTERNS */
     size_t occs_cap;
     pg_array_t occ[A_COUNT];
@@ -213,7 +209,6 @@ int pd_store_create(const pd_store_config_t *cfg, pd_store_t **out)
     s->cfg = *cfg;
     if (s->cfg.retry_budget_ms <= 0)
         s->cfg.retry_budget_ms = 120000;
-    pd_detection_init(&s->det);
     *out = s;
     return PD_OK;
 }
@@ -223,13 +218,10 @@ void pd_store_destroy(pd_store_t *store)
     if (store == NULL)
         return;
     pd_db_destroy(store->db);
-    pd_detection_close(&store->det);
-    pd_buf_close(&store->chars);
     pd_buf_close(&store->keys.buf);
     free(store->occs);
     for (int i = 0; i < A_COUNT; i++)
         pd_buf_close(&store->occ[i].buf);
-    free(store->found);
     free(store);
 }
 
@@ -255,7 +247,7 @@ static void sleep_ms(double ms)
 /* Connects and prepares the statements, unless already connected. */
 static int ensure_connected(pd_store_t *s, pd_error_t *err)
 {
-    if (s->db != NULL && PQstatus(pd_db_conn(s->db)) == CONNECTION_OK)
+    if (s->db != NULL && pd_db_connected(s->db))
         return PD_OK;
     pd_db_destroy(s->db);
     s->db = NULL;
@@ -271,116 +263,79 @@ static int ensure_connected(pd_store_t *s, pd_error_t *err)
         {"pd_check_new", SQL_CHECK_NEW, 2},
     };
     for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
-        PGresult *res = PQprepare(pd_db_conn(s->db), statements[i].name, statements[i].sql,
-                                  statements[i].nparams, NULL);
-        int st = PQresultStatus(res);
-        if (st != PGRES_COMMAND_OK) {
-            rc = pd_db_classify(s->db, res);
-            pd_error_set(err, rc, 0, "", "preparing %s: %s", statements[i].name,
-                         PQresultErrorMessage(res));
-            pd_db_result_free(res);
+        rc =
+            pd_db_prepare(s->db, statements[i].name, statements[i].sql, statements[i].nparams, err);
+        if (rc < 0)
             return rc;
-        }
-        pd_db_result_free(res);
     }
     if (s->cfg.async_commit && (rc = pd_db_exec(s->db, "SET synchronous_commit = off", err)) < 0)
         return rc;
     return PD_OK;
 }
 
-static int run_prepared(pd_store_t *s, const char *name, int n, const char *const *params,
-                        PGresult **out, pd_error_t *err)
-{
-    PGresult *res = PQexecPrepared(pd_db_conn(s->db), name, n, params, NULL, NULL, 0);
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-        if (out)
-            *out = res;
-        else
-            pd_db_result_free(res);
-        return PD_OK;
-    }
-    int rc = pd_db_classify(s->db, res);
-    pd_error_set(err, rc, 0, "", "%s: %s", name,
-                 res ? PQresultErrorMessage(res) : PQerrorMessage(pd_db_conn(s->db)));
-    pd_db_result_free(res);
-    return rc;
-}
-
-static int compare_found(const void *a, const void *b, void *arg)
+static int compare_items(const void *a, const void *b, void *arg)
 {
     const pd_batch_t *batch = arg;
-    size_t x = ((const found_t *)a)->record, y = ((const found_t *)b)->record;
+    size_t x = ((const pd_store_item_t *)a)->record, y = ((const pd_store_item_t *)b)->record;
     int c = strcmp(batch->records[x].workflow_id, batch->records[y].workflow_id);
     if (c == 0) /* the same workflow twice: the first in input order wins */
         c = x < y ? -1 : x > y;
     return c;
 }
 
+size_t pd_store_distinct(pd_batch_t *batch, pd_store_item_t *items)
+{
+    for (size_t i = 0; i < batch->count; i++)
+        items[i] = (pd_store_item_t){.record = i};
+    if (batch->count > 1)
+        qsort_r(items, batch->count, sizeof(*items), compare_items, batch);
+    size_t n = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        const pd_record_t *r = &batch->records[items[i].record];
+        if (n > 0 && strcmp(batch->records[items[n - 1].record].workflow_id, r->workflow_id) == 0) {
+            batch->outcomes[items[i].record] = PD_OUTCOME_DUPLICATE;
+            continue;
+        }
+        items[n++] = items[i];
+    }
+    return n;
+}
+
 /*
- * Merges the batch's duplicates (marking all but the first of each identity
- * as PD_OUTCOME_DUPLICATE), sorts the distinct records into lock order and
- * runs detection on them.  Done once per batch, before any attempt.
+ * Checks what the statements rely on (one tenant; distinct workflow ids in
+ * lock order) and lists the workflow ids for CLAIM and CHECK.  Done once
+ * per batch, before any attempt.
  */
-static int prepare(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
+static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
 {
     for (size_t i = 1; i < batch->count; i++) {
         if (strcmp(batch->records[i].tenant_id, batch->records[0].tenant_id) != 0)
             return pd_error_set(err, PD_EINVAL, 0, "tenant_id",
                                 "a batch must hold one tenant's records");
     }
-    if (batch->count > s->found_cap) {
-        found_t *grown = realloc(s->found, batch->count * sizeof(*grown));
-        if (grown == NULL)
-            return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
-        s->found = grown;
-        s->found_cap = batch->count;
-    }
-    for (size_t i = 0; i < batch->count; i++)
-        s->found[i] = (found_t){.record = i};
-    qsort_r(s->found, batch->count, sizeof(found_t), compare_found, batch);
-
-    size_t n = 0;
-    for (size_t i = 0; i < batch->count; i++) {
-        const pd_record_t *r = &batch->records[s->found[i].record];
-        if (n > 0 &&
-            strcmp(batch->records[s->found[n - 1].record].workflow_id, r->workflow_id) == 0) {
-            batch->outcomes[s->found[i].record] = PD_OUTCOME_DUPLICATE;
-            continue;
-        }
-        s->found[n++] = s->found[i];
-    }
-    s->n_found = n;
-
-    pd_buf_reset(&s->chars);
     arr_begin(&s->keys);
-    for (size_t i = 0; i < n; i++) {
-        found_t *f = &s->found[i];
-        const pd_record_t *r = &batch->records[f->record];
-        if (pd_detect_record(r, &s->det) < 0)
-            return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
-        f->n_patterns = s->det.n_patterns;
-        memcpy(f->patterns, s->det.patterns, sizeof(f->patterns));
-        f->chars_off = s->chars.len;
-        pd_jsonw_characteristics(&s->chars, &s->det, r);
-        f->chars_len = s->chars.len - f->chars_off;
-        arr_text(&s->keys, r->workflow_id, strlen(r->workflow_id));
+    for (size_t i = 0; i < s->n_items; i++) {
+        const char *id = batch->records[s->items[i].record].workflow_id;
+        if (i > 0 && strcmp(batch->records[s->items[i - 1].record].workflow_id, id) >= 0)
+            return pd_error_set(err, PD_EINVAL, 0, "workflow_id",
+                                "the records to write are not distinct and in lock order");
+        arr_text(&s->keys, id, strlen(id));
     }
     arr_end(&s->keys);
-    if (s->chars.failed || s->keys.buf.failed)
+    if (s->keys.buf.failed)
         return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
     return PD_OK;
 }
 
-/* Marks found[ordinal - 1] new for every ordinal in column 0 of res. */
+/* Marks items[ordinal - 1] new for every ordinal in column 0 of res. */
 static void mark_new(pd_store_t *s, const PGresult *res)
 {
-    for (size_t i = 0; i < s->n_found; i++)
-        s->found[i].is_new = false;
+    for (size_t i = 0; i < s->n_items; i++)
+        s->items[i].is_new = false;
     for (int row = 0; row < PQntuples(res); row++) {
         long ordinal = strtol(PQgetvalue(res, row, 0), NULL, 10);
-        if (ordinal >= 1 && (size_t)ordinal <= s->n_found)
-            s->found[ordinal - 1].is_new = true;
+        if (ordinal >= 1 && (size_t)ordinal <= s->n_items)
+            s->items[ordinal - 1].is_new = true;
     }
 }
 
@@ -389,7 +344,7 @@ static int compare_occurrence(const void *a, const void *b, void *arg)
 {
     const pd_store_t *s = arg;
     const occurrence_t *x = a, *y = b;
-    const found_t *fx = &s->found[x->found], *fy = &s->found[y->found];
+    const pd_store_item_t *fx = &s->items[x->item], *fy = &s->items[y->item];
     int c = strcmp(fx->patterns[x->pattern], fy->patterns[y->pattern]);
     if (c == 0)
         c = fx->record < fy->record ? -1 : fx->record > fy->record;
@@ -400,8 +355,8 @@ static int compare_occurrence(const void *a, const void *b, void *arg)
 static int build_occurrences(pd_store_t *s, const pd_batch_t *batch, size_t *rows)
 {
     size_t n = 0;
-    for (size_t i = 0; i < s->n_found; i++)
-        n += s->found[i].is_new ? (size_t)s->found[i].n_patterns : 0;
+    for (size_t i = 0; i < s->n_items; i++)
+        n += s->items[i].is_new ? (size_t)s->items[i].n_patterns : 0;
     if (n > s->occs_cap) {
         occurrence_t *grown = realloc(s->occs, n * sizeof(*grown));
         if (grown == NULL)
@@ -410,9 +365,9 @@ static int build_occurrences(pd_store_t *s, const pd_batch_t *batch, size_t *row
         s->occs_cap = n;
     }
     n = 0;
-    for (size_t i = 0; i < s->n_found; i++) {
-        for (int p = 0; s->found[i].is_new && p < s->found[i].n_patterns; p++)
-            s->occs[n++] = (occurrence_t){.found = i, .pattern = p};
+    for (size_t i = 0; i < s->n_items; i++) {
+        for (int p = 0; s->items[i].is_new && p < s->items[i].n_patterns; p++)
+            s->occs[n++] = (occurrence_t){.item = i, .pattern = p};
     }
     if (n > 1) /* s->occs is still NULL when no batch had an occurrence yet */
         qsort_r(s->occs, n, sizeof(occurrence_t), compare_occurrence, s);
@@ -421,7 +376,7 @@ static int build_occurrences(pd_store_t *s, const pd_batch_t *batch, size_t *row
         arr_begin(&s->occ[a]);
     const char *previous = NULL;
     for (size_t i = 0; i < n; i++) {
-        const found_t *f = &s->found[s->occs[i].found];
+        const pd_store_item_t *f = &s->items[s->occs[i].item];
         const pd_record_t *r = &batch->records[f->record];
         const char *sig = f->patterns[s->occs[i].pattern];
         arr_text(&s->occ[A_SIG], sig, strlen(sig));
@@ -435,7 +390,7 @@ static int build_occurrences(pd_store_t *s, const pd_batch_t *batch, size_t *row
             arr_int(&s->occ[A_START], r->start_time_us);
         else
             arr_null(&s->occ[A_START]);
-        arr_text(&s->occ[A_CHARS], s->chars.data + f->chars_off, f->chars_len);
+        arr_text(&s->occ[A_CHARS], s->chars + f->chars_off, f->chars_len);
         bool first = previous == NULL || strcmp(previous, sig) != 0;
         arr_sep(&s->occ[A_FIRST]);
         pd_buf_put(&s->occ[A_FIRST].buf, first ? "t" : "f", 1);
@@ -454,8 +409,8 @@ static int build_occurrences(pd_store_t *s, const pd_batch_t *batch, size_t *row
 static void settle(pd_store_t *s, pd_batch_t *batch)
 {
     batch->total_patterns = 0;
-    for (size_t i = 0; i < s->n_found; i++) {
-        const found_t *f = &s->found[i];
+    for (size_t i = 0; i < s->n_items; i++) {
+        const pd_store_item_t *f = &s->items[i];
         batch->outcomes[f->record] = f->is_new ? PD_OUTCOME_PROCESSED : PD_OUTCOME_DUPLICATE;
         if (f->is_new)
             batch->total_patterns += f->n_patterns;
@@ -472,7 +427,7 @@ static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant
 {
     PGresult *res = NULL;
     const char *check[] = {tenant, s->keys.buf.data, token};
-    int rc = run_prepared(s, "pd_check", 3, check, &res, err);
+    int rc = pd_db_query_prepared(s->db, "pd_check", 3, check, &res, err);
     if (rc < 0)
         return rc;
     if (PQntuples(res) == 0) {
@@ -482,7 +437,7 @@ static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant
     mark_new(s, res);
     pd_db_result_free(res);
     const char *check_new[] = {tenant, token};
-    if ((rc = run_prepared(s, "pd_check_new", 2, check_new, &res, err)) < 0)
+    if ((rc = pd_db_query_prepared(s->db, "pd_check_new", 2, check_new, &res, err)) < 0)
         return rc;
     batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
     pd_db_result_free(res);
@@ -507,20 +462,20 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     double t0 = now_ms();
     if ((rc = pd_db_exec(s->db, "BEGIN", err)) < 0)
         return rc;
-    if ((rc = run_prepared(s, "pd_tenant", 1, &tenant, NULL, err)) < 0)
-        goto rollback;
+    if ((rc = pd_db_query_prepared(s->db, "pd_tenant", 1, &tenant, NULL, err)) < 0)
+        goto fail;
 
     if (batch->attempts > 1) {
         /* The connection was lost: did an earlier attempt commit before that? */
         if ((rc = committed_before(s, batch, tenant, token, err)) < 0)
-            goto rollback;
+            goto fail;
         if (rc == 1)
-            return pd_db_exec(s->db, "COMMIT", err);
+            return pd_db_end(s->db, PD_OK, err);
     }
 
     const char *claim[] = {tenant, s->keys.buf.data, token};
-    if ((rc = run_prepared(s, "pd_claim", 3, claim, &res, err)) < 0)
-        goto rollback;
+    if ((rc = pd_db_query_prepared(s->db, "pd_claim", 3, claim, &res, err)) < 0)
+        goto fail;
     mark_new(s, res);
     pd_db_result_free(res);
     res = NULL;
@@ -529,7 +484,7 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     size_t rows = 0;
     if ((rc = build_occurrences(s, batch, &rows)) < 0) {
         pd_error_set(err, rc, 0, "", "out of memory");
-        goto rollback;
+        goto fail;
     }
     if (rows > 0) {
         const char *params[12];
@@ -537,24 +492,22 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
         for (int a = 0; a < A_COUNT; a++)
             params[1 + a] = s->occ[a].buf.data;
         params[11] = token;
-        if ((rc = run_prepared(s, "pd_patterns", 12, params, &res, err)) < 0)
-            goto rollback;
+        if ((rc = pd_db_query_prepared(s->db, "pd_patterns", 12, params, &res, err)) < 0)
+            goto fail;
         batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
         pd_db_result_free(res);
         res = NULL;
     }
 
-    if ((rc = pd_db_exec(s->db, "COMMIT", err)) < 0)
+    if ((rc = pd_db_end(s->db, PD_OK, err)) < 0)
         return rc;
     batch->commit_ms = now_ms() - t0;
     settle(s, batch);
     return PD_OK;
 
-rollback:
+fail:
     pd_db_result_free(res);
-    if (rc != PD_ECONN)
-        pd_db_exec(s->db, "ROLLBACK", NULL);
-    return rc;
+    return pd_db_end(s->db, rc, err);
 }
 
 /* A random delay in [ms/2, ms], so that workers that failed together do not retry together. */
@@ -563,12 +516,16 @@ static double jitter(double ms)
     return ms / 2 + (double)randombytes_uniform(1000) / 1000.0 * ms / 2;
 }
 
-int pd_store_write(pd_store_t *store, pd_batch_t *batch)
+int pd_store_write_detected(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items,
+                            size_t n_items, const char *chars)
 {
     pd_error_t err = {0};
     double started = now_ms(), backoff = 50;
     if (batch->count == 0)
         return PD_OK;
+    store->items = items;
+    store->n_items = n_items;
+    store->chars = chars;
     int rc = prepare(store, batch, &err);
 
     batch->attempts = 0;
@@ -593,15 +550,21 @@ int pd_store_write(pd_store_t *store, pd_batch_t *batch)
         }
         rc = PD_OK;
     }
+    store->items = NULL; /* borrowed for this call only */
+    store->chars = NULL;
     batch->rc = rc;
-    if (rc < 0) {
-        store->stats.db_errors++;
-        batch->err = err;
-        if (rc == PD_ENOMEM && err.message[0] == '\0')
-            pd_error_set(&batch->err, rc, 0, "", "out of memory");
-        /* Nothing of the batch was committed, its in-batch duplicates included. */
-        for (size_t i = 0; i < batch->count; i++)
-            batch->outcomes[i] = PD_OUTCOME_ERROR;
-    }
+    return rc < 0 ? pd_store_fail(store, batch, rc, &err) : PD_OK;
+}
+
+int pd_store_fail(pd_store_t *store, pd_batch_t *batch, int rc, const pd_error_t *err)
+{
+    store->stats.db_errors++;
+    batch->rc = rc;
+    batch->err = err != NULL ? *err : (pd_error_t){0};
+    if (rc == PD_ENOMEM && (err == NULL || err->message[0] == '\0'))
+        pd_error_set(&batch->err, rc, 0, "", "out of memory");
+    /* Nothing of the batch was committed, its in-batch duplicates included. */
+    for (size_t i = 0; i < batch->count; i++)
+        batch->outcomes[i] = PD_OUTCOME_ERROR;
     return rc;
 }
