@@ -57,4 +57,49 @@ static inline pd_batch_t *pd_batch_of(pd_job_t *job)
     return (pd_batch_t *)job;
 }
 
+/* What became of the records of one run or one request: the counts of SPEC §4. */
+typedef struct pd_tally {
+    long total;          /* records read */
+    long processed;      /* committed now */
+    long duplicates;     /* recorded before */
+    long rejected;       /* refused by validation (counted by the caller) */
+    long errors;         /* could not be committed */
+    long total_patterns; /* signatures detected in the processed records */
+    long new_patterns;   /* pattern rows created */
+    long batches;        /* batches finished */
+} pd_tally_t;
+
+/* Adds a finished batch's outcomes to the tally. */
+void pd_tally_add(pd_tally_t *tally, const pd_batch_t *batch);
+
+/*
+ * The batcher: one open batch per tenant, since a batch is one tenant's
+ * transaction (see store.c).  At most PD_OPEN_BATCHES are filled at once; a
+ * record of yet another tenant first sends the fullest off.  Loop thread.
+ */
+#define PD_OPEN_BATCHES 64
+
+typedef struct pd_batcher {
+    pd_batch_t *open[PD_OPEN_BATCHES];
+    int n_open;
+    size_t batch_size;
+    void (*submit)(void *ctx, pd_batch_t *batch); /* takes the batch */
+    void *ctx;
+} pd_batcher_t;
+
+void pd_batcher_init(pd_batcher_t *b, size_t batch_size,
+                     void (*submit)(void *ctx, pd_batch_t *batch), void *ctx);
+
+/*
+ * Moves rec into its tenant's open batch, submitting that batch when it is
+ * full.  Returns 0, or PD_ENOMEM with rec released.
+ */
+int pd_batcher_add(pd_batcher_t *b, pd_record_t *rec);
+
+/* Submits every open batch. */
+void pd_batcher_flush(pd_batcher_t *b);
+
+/* Releases the batches never submitted. */
+void pd_batcher_close(pd_batcher_t *b);
+
 #endif

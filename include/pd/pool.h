@@ -37,7 +37,8 @@ typedef struct pd_pool_config {
     void (*fini)(void *state);
     /* Loop thread: a job is finished; the pool no longer touches it. */
     void (*done)(void *ctx, pd_job_t *job);
-    void *ctx;
+    void *ctx;        /* for done and the close callback */
+    void *worker_ctx; /* for init; NULL: ctx (read by the worker threads, so never changed) */
 } pd_pool_config_t;
 
 /* Starts the workers.  *out is released by pd_pool_close(). */

@@ -1,4 +1,11 @@
-/* Batches of records; see include/pd/batch.h. */
+/*
+ * Batches: the unit of work between the loop thread and the writers.
+ *
+ * The loop thread fills a batch (directly for an HTTP request, through the
+ * batcher for files), hands it to the pool, and gets it back with an
+ * outcome per record, which pd_tally_add() counts.  A batch has one owner
+ * at a time, so nothing in it is locked.
+ */
 #include "pd/batch.h"
 
 #include <sodium.h>
@@ -40,4 +47,23 @@ void pd_batch_destroy(pd_batch_t *batch)
     free(batch->records);
     free(batch->outcomes);
     free(batch);
+}
+
+void pd_tally_add(pd_tally_t *tally, const pd_batch_t *batch)
+{
+    for (size_t i = 0; i < batch->count; i++) {
+        switch (batch->outcomes[i]) {
+        case PD_OUTCOME_PROCESSED:
+            tally->processed++;
+            break;
+        case PD_OUTCOME_DUPLICATE:
+            tally->duplicates++;
+            break;
+        default:
+            tally->errors++;
+        }
+    }
+    tally->total_patterns += batch->total_patterns;
+    tally->new_patterns += batch->new_patterns;
+    tally->batches++;
 }

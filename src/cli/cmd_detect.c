@@ -5,7 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +15,33 @@
 #include "pd/detect.h"
 #include "pd/jsonw.h"
 #include "pd/lines.h"
+#include "pd/options.h"
 #include "pd/record.h"
 
-static const char USAGE[] =
-    "usage: patternd detect [--tenant T] [--max-record-bytes N] [FILE|-]\n"
-    "\n"
+typedef struct detect_options {
+    const char *tenant;
+    size_t max_record;
+} detect_options_t;
+
+static const pd_option_t OPTIONS[] = {
+    {"tenant", "T", pd_opt_tenant, offsetof(detect_options_t, tenant), "default",
+     "tenant of records without tenant_id", 0, 0},
+    {"max-record-bytes", "N", pd_opt_size, offsetof(detect_options_t, max_record), "1048576",
+     "longest accepted line", 64, 1L << 30},
+    {NULL, NULL, NULL, 0, NULL, NULL, 0, 0},
+};
+
+static const pd_command_t COMMAND = {
+    "patternd detect [--tenant T] [--max-record-bytes N] [FILE|-]",
     "Reads workflow records (NDJSON, one object per line) from FILE or standard\n"
     "input and writes, for each record in order, one line:\n"
     "  {\"tenant_id\", \"workflow_id\", \"patterns\", \"characteristics\"}\n"
     "or, for a rejected record,\n"
     "  {\"line\": N, \"field\": F, \"error\": \"...\"}\n"
-    "Exits 0 when the whole input was read, rejected records included.\n"
-    "\n"
-    "  --tenant T              tenant of records without tenant_id (default: default)\n"
-    "  --max-record-bytes N    longest accepted line (default: 1048576)\n"
-    "  -h, --help              show this help\n";
+    "Exits 0 when the whole input was read, rejected records included.\n",
+    OPTIONS,
+    1,
+};
 
 typedef struct detect_ctx {
     const char *tenant;
@@ -97,45 +109,18 @@ static int on_line(void *arg, long line_no, const char *data, size_t len, bool o
 
 int pd_cmd_detect(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"tenant", required_argument, NULL, 't'},
-        {"max-record-bytes", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    detect_ctx_t ctx = {.tenant = NULL};
-    size_t max_record = PD_RECORD_MAX_DEFAULT;
-    int opt;
-
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (opt) {
-        case 't':
-            if (!pd_cli_tenant("--tenant", optarg))
-                return PD_EXIT_USAGE;
-            ctx.tenant = optarg;
-            break;
-        case 'm': {
-            long v;
-            if (!pd_cli_count("--max-record-bytes", optarg, 64, 1L << 30, &v))
-                return PD_EXIT_USAGE;
-            max_record = (size_t)v;
-            break;
-        }
-        case 'h':
-            fputs(USAGE, stdout);
-            return PD_EXIT_OK;
-        default:
-            fputs(USAGE, stderr);
-            return PD_EXIT_USAGE;
-        }
-    }
-    if (argc - optind > 1) {
-        pd_cli_fail("detect reads one input; got %d", argc - optind);
-        fputs(USAGE, stderr);
+    detect_options_t opt = {0};
+    detect_ctx_t ctx = {0};
+    int first;
+    switch (pd_options_parse(&COMMAND, argc, argv, &opt, &first)) {
+    case PD_OPTIONS_HELP:
+        return PD_EXIT_OK;
+    case PD_OPTIONS_USAGE:
         return PD_EXIT_USAGE;
     }
-    const char *path = optind < argc ? argv[optind] : "-";
+    ctx.tenant = opt.tenant;
+    size_t max_record = opt.max_record;
+    const char *path = first < argc ? argv[first] : "-";
     int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY);
     if (fd < 0) {
         pd_cli_fail("cannot open %s: %s", path, strerror(errno));

@@ -1,63 +1,52 @@
 /* `patternd migrate`: applies or lists the schema migrations. */
-#include <getopt.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "pd/cli.h"
 #include "pd/db.h"
 #include "pd/migrate.h"
+#include "pd/options.h"
 
-static const char USAGE[] =
-    "usage: patternd migrate [--db URL] [--status] [--dir DIR]\n"
-    "\n"
+typedef struct migrate_options {
+    const char *db, *dir;
+    bool status;
+} migrate_options_t;
+
+static const pd_option_t OPTIONS[] = {
+    {"db", "URL", pd_opt_string, offsetof(migrate_options_t, db), NULL,
+     "database (default: $DATABASE_URL, else libpq's PG* variables)", 0, 0},
+    {"status", NULL, pd_opt_flag, offsetof(migrate_options_t, status), NULL,
+     "list applied, pending and changed migrations; change nothing\n"
+     "(exit 0 when the schema is current, 3 when any is pending)",
+     0, 0},
+    {"dir", "DIR", pd_opt_string, offsetof(migrate_options_t, dir), NULL,
+     "use the *.sql files of DIR instead of the built-in migrations", 0, 0},
+    {NULL, NULL, NULL, 0, NULL, NULL, 0, 0},
+};
+
+static const pd_command_t COMMAND = {
+    "patternd migrate [--db URL] [--status] [--dir DIR]",
     "Applies the pending schema migrations in order, each in its own\n"
     "transaction, and records each with its checksum in schema_migrations.\n"
     "Safe to run again and to run concurrently.  Refuses to run when a file\n"
-    "that was already applied has been edited since.\n"
-    "\n"
-    "  --db URL     database (default: $DATABASE_URL, else libpq's PG* variables)\n"
-    "  --status     list applied, pending and changed migrations; change nothing\n"
-    "               (exit 0 when the schema is current, 3 when any is pending)\n"
-    "  --dir DIR    use the *.sql files of DIR instead of the built-in migrations\n"
-    "  -h, --help   show this help\n";
+    "that was already applied has been edited since.\n",
+    OPTIONS,
+    0,
+};
 
 int pd_cmd_migrate(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"status", no_argument, NULL, 's'},
-        {"dir", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *url = NULL, *dir = NULL;
-    bool status = false;
-    int opt;
-
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'd':
-            url = optarg;
-            break;
-        case 's':
-            status = true;
-            break;
-        case 'D':
-            dir = optarg;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return PD_EXIT_OK;
-        default:
-            fputs(USAGE, stderr);
-            return PD_EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        pd_cli_fail("migrate takes no arguments; got '%s'", argv[optind]);
+    migrate_options_t opt = {0};
+    int first;
+    switch (pd_options_parse(&COMMAND, argc, argv, &opt, &first)) {
+    case PD_OPTIONS_HELP:
+        return PD_EXIT_OK;
+    case PD_OPTIONS_USAGE:
         return PD_EXIT_USAGE;
     }
+    const char *url = opt.db, *dir = opt.dir;
+    bool status = opt.status;
 
     pd_migration_set_t set;
     pd_error_t err;

@@ -39,7 +39,10 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     pd_pool_t *pool = w->pool;
     void *state = NULL;
-    int init_rc = pool->cfg.init ? pool->cfg.init(pool->cfg.ctx, w->id, &state) : 0;
+    int init_rc = pool->cfg.init
+                      ? pool->cfg.init(pool->cfg.worker_ctx ? pool->cfg.worker_ctx : pool->cfg.ctx,
+                                       w->id, &state)
+                      : 0;
 
     for (;;) {
         pthread_mutex_lock(&pool->lock);
