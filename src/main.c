@@ -2,6 +2,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pd/cli.h"
 
@@ -50,8 +51,16 @@ int main(int argc, char **argv)
         return PD_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        int status = commands[i].run(argc - 1, argv + 1);
+        if (status & PD_EXIT_NOW) {
+            /* Threads may still be blocked in the database: end without waiting for them. */
+            fflush(stdout);
+            fflush(stderr);
+            _exit(status & 0xff);
+        }
+        return status;
     }
     fprintf(stderr, "patternd: unknown command '%s'\n\n%s", argv[1], USAGE);
     return PD_EXIT_USAGE;
