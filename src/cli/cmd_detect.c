@@ -131,11 +131,10 @@ int pd_cmd_detect(int argc, char **argv)
     static char stdout_buf[1 << 16];
     setvbuf(stdout, stdout_buf, _IOFBF, sizeof(stdout_buf));
     char *chunk = malloc(CHUNK);
-    pd_lines_t lines;
+    pd_lines_t lines = {0};
     pd_detection_init(&ctx.det);
     ctx.max_record = max_record;
-    pd_lines_init(&lines, max_record, on_line, &ctx);
-    int rc = chunk ? PD_OK : PD_ENOMEM;
+    int rc = chunk ? pd_lines_init(&lines, max_record, on_line, &ctx) : PD_ENOMEM;
     while (rc == PD_OK) {
         ssize_t n = read(fd, chunk, CHUNK);
         if (n < 0 && errno == EINTR)

@@ -593,6 +593,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 /* --- accepting ------------------------------------------------------------- */
 
+/* Close callback of a handle whose data is a heap block of its own. */
+static void free_data(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     pd_http_server_t *s = listener->data;
@@ -604,9 +610,15 @@ static void on_connection(uv_stream_t *listener, int status)
     c->server = s;
     c->header = H_NONE;
     c->req.conn = c;
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
+    if (uv_tcp_init(s->loop, &c->tcp) != 0) {
+        free(c); /* nothing was registered with the loop */
+        return;
+    }
+    if (uv_timer_init(s->loop, &c->timer) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, free_data);
+        return;
+    }
     c->handles_open = 2;
     c->next = s->conns;
     if (s->conns)
@@ -628,11 +640,6 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     uv_timer_start(&c->timer, on_timer, (uint64_t)s->cfg.idle_timeout_ms, 0);
     start_reading(c);
-}
-
-static void free_server(uv_handle_t *h)
-{
-    free(h->data);
 }
 
 int pd_http_server_create(uv_loop_t *loop, const pd_http_config_t *cfg, pd_http_server_t **out,
@@ -660,8 +667,11 @@ int pd_http_server_create(uv_loop_t *loop, const pd_http_config_t *cfg, pd_http_
         free(s);
         return pd_error_set(err, PD_EINVAL, 0, "", "bad listen address '%s'", cfg->host);
     }
-    uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
+    if ((rc = uv_tcp_init(loop, &s->listener)) != 0) {
+        free(s);
+        return pd_error_set(err, PD_EIO, 0, "", "cannot listen: %s", uv_strerror(rc));
+    }
     if ((rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
         pd_error_set(err, PD_EIO, 0, "", "cannot listen on %s:%d: %s", cfg->host, cfg->port,
@@ -669,7 +679,7 @@ int pd_http_server_create(uv_loop_t *loop, const pd_http_config_t *cfg, pd_http_
         /* The handle is freed with the server once the loop has closed it. */
         s->draining = true;
         s->drained_called = true;
-        uv_close((uv_handle_t *)&s->listener, free_server);
+        uv_close((uv_handle_t *)&s->listener, free_data);
         return PD_EIO;
     }
     struct sockaddr_storage bound;
