@@ -6,8 +6,8 @@
  * `patternd detect` must reproduce those bytes, and on its hot path building
  * a jansson tree per record cost more than parsing and detection together,
  * so the few fixed shapes patternd emits per record are written here into a
- * pd_buf_t (pd/buf.h).  Anything else is built with jansson, or written
- * with pd/buf.h's own primitives where its shape is as fixed.
+ * pd_buf_t (pd/buf.h).  Every other JSON document (summaries, reports,
+ * rejects, HTTP answers) is built with jansson.
  */
 #ifndef PD_JSONW_H
 #define PD_JSONW_H
