@@ -40,18 +40,35 @@ typedef struct pd_command {
     int max_args;               /* positional arguments accepted; -1: any number */
 } pd_command_t;
 
-enum {
-    PD_OPTIONS_RUN = 0,  /* parsed: run the command */
-    PD_OPTIONS_HELP = 1, /* --help was printed on stdout: exit 0 */
-    PD_OPTIONS_USAGE = 2 /* bad usage, said on stderr: exit 2 */
-};
+/* pd_options_parse(): run the command (anything else is the exit status). */
+#define PD_OPTIONS_RUN (-1)
 
 /*
  * Applies the defaults to out, then parses argv (argv[0] is the command's
  * name).  *first_arg gets the index of the first positional argument.
- * Returns one of PD_OPTIONS_*.
+ * Returns PD_OPTIONS_RUN, or the status to exit with: 0 after printing
+ * --help, PD_EXIT_USAGE after saying on stderr what was wrong.
  */
 int pd_options_parse(const pd_command_t *cmd, int argc, char **argv, void *out, int *first_arg);
+
+/* The options several commands share, as table entries of their options struct. */
+#define PD_OPTION_DB(type, field)                                                                  \
+    {                                                                                              \
+        "db", "URL", pd_opt_string, offsetof(type, field), NULL,                                   \
+            "database (default: $DATABASE_URL, else libpq's PG* variables)", 0, 0                  \
+    }
+#define PD_OPTION_TENANT(type, field, help)                                                        \
+    {                                                                                              \
+        "tenant", "T", pd_opt_tenant, offsetof(type, field), "default", help, 0, 0                 \
+    }
+#define PD_OPTION_MAX_RECORD(type, field, help)                                                    \
+    {                                                                                              \
+        "max-record-bytes", "N", pd_opt_size, offsetof(type, field), "1048576", help, 64, 1L << 30 \
+    }
+#define PD_OPTION_END                                                                              \
+    {                                                                                              \
+        NULL, NULL, NULL, 0, NULL, NULL, 0, 0                                                      \
+    }
 
 /* Writes the command's help text. */
 void pd_options_help(const pd_command_t *cmd, FILE *to);

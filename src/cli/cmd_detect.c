@@ -24,11 +24,9 @@ typedef struct detect_options {
 } detect_options_t;
 
 static const pd_option_t OPTIONS[] = {
-    {"tenant", "T", pd_opt_tenant, offsetof(detect_options_t, tenant), "default",
-     "tenant of records without tenant_id", 0, 0},
-    {"max-record-bytes", "N", pd_opt_size, offsetof(detect_options_t, max_record), "1048576",
-     "longest accepted line", 64, 1L << 30},
-    {NULL, NULL, NULL, 0, NULL, NULL, 0, 0},
+    PD_OPTION_TENANT(detect_options_t, tenant, "tenant of records without tenant_id"),
+    PD_OPTION_MAX_RECORD(detect_options_t, max_record, "longest accepted line"),
+    PD_OPTION_END,
 };
 
 static const pd_command_t COMMAND = {
@@ -112,12 +110,9 @@ int pd_cmd_detect(int argc, char **argv)
     detect_options_t opt = {0};
     detect_ctx_t ctx = {0};
     int first;
-    switch (pd_options_parse(&COMMAND, argc, argv, &opt, &first)) {
-    case PD_OPTIONS_HELP:
-        return PD_EXIT_OK;
-    case PD_OPTIONS_USAGE:
-        return PD_EXIT_USAGE;
-    }
+    int status = pd_options_parse(&COMMAND, argc, argv, &opt, &first);
+    if (status != PD_OPTIONS_RUN)
+        return status;
     ctx.tenant = opt.tenant;
     size_t max_record = opt.max_record;
     const char *path = first < argc ? argv[first] : "-";

@@ -45,18 +45,15 @@ typedef struct ingest_options {
 
 #define OPT(field) offsetof(ingest_options_t, field)
 static const pd_option_t OPTIONS[] = {
-    {"db", "URL", pd_opt_string, OPT(db), NULL,
-     "database (default: $DATABASE_URL, else libpq's PG* variables)", 0, 0},
-    {"tenant", "T", pd_opt_tenant, OPT(tenant), "default", "tenant of records without tenant_id", 0,
-     0},
+    PD_OPTION_DB(ingest_options_t, db),
+    PD_OPTION_TENANT(ingest_options_t, tenant, "tenant of records without tenant_id"),
     {"workers", "N", pd_opt_int, OPT(workers), "4", "writer threads, one connection each", 1, 64},
     {"batch", "N", pd_opt_size, OPT(batch), "1000", "records per transaction", 1, 100000},
     {"rejects", "FILE", pd_opt_string, OPT(rejects), NULL,
      "write rejected records to FILE (NDJSON, with line and reason)\n"
      "instead of to standard error",
      0, 0},
-    {"max-record-bytes", "N", pd_opt_size, OPT(max_record), "1048576", "longest accepted line", 64,
-     1L << 30},
+    PD_OPTION_MAX_RECORD(ingest_options_t, max_record, "longest accepted line"),
     {"async-commit", NULL, pd_opt_flag, OPT(async_commit), NULL,
      "synchronous_commit = off: faster, but a server crash may lose\n"
      "the last acknowledged batches",
@@ -64,7 +61,7 @@ static const pd_option_t OPTIONS[] = {
     {"retry-seconds", "N", pd_opt_int, OPT(retry_seconds), "120",
      "give a batch up after retrying this long", 1, 86400},
     {"quiet", NULL, pd_opt_flag, OPT(quiet), NULL, "no progress line", 0, 0},
-    {NULL, NULL, NULL, 0, NULL, NULL, 0, 0},
+    PD_OPTION_END,
 };
 
 static const pd_command_t COMMAND = {
@@ -277,12 +274,9 @@ int pd_cmd_ingest(int argc, char **argv)
     static char *stdin_only[] = {"-"};
     ingest_t in = {0};
     int first;
-    switch (pd_options_parse(&COMMAND, argc, argv, &in.opt, &first)) {
-    case PD_OPTIONS_HELP:
-        return PD_EXIT_OK;
-    case PD_OPTIONS_USAGE:
-        return PD_EXIT_USAGE;
-    }
+    int status = pd_options_parse(&COMMAND, argc, argv, &in.opt, &first);
+    if (status != PD_OPTIONS_RUN)
+        return status;
     char **paths = first < argc ? argv + first : stdin_only;
     int n_paths = first < argc ? argc - first : 1;
     in.writer_cfg.store = (pd_store_config_t){.conninfo = pd_db_conninfo(in.opt.db),

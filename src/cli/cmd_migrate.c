@@ -14,15 +14,14 @@ typedef struct migrate_options {
 } migrate_options_t;
 
 static const pd_option_t OPTIONS[] = {
-    {"db", "URL", pd_opt_string, offsetof(migrate_options_t, db), NULL,
-     "database (default: $DATABASE_URL, else libpq's PG* variables)", 0, 0},
+    PD_OPTION_DB(migrate_options_t, db),
     {"status", NULL, pd_opt_flag, offsetof(migrate_options_t, status), NULL,
      "list applied, pending and changed migrations; change nothing\n"
      "(exit 0 when the schema is current, 3 when any is pending)",
      0, 0},
     {"dir", "DIR", pd_opt_string, offsetof(migrate_options_t, dir), NULL,
      "use the *.sql files of DIR instead of the built-in migrations", 0, 0},
-    {NULL, NULL, NULL, 0, NULL, NULL, 0, 0},
+    PD_OPTION_END,
 };
 
 static const pd_command_t COMMAND = {
@@ -39,14 +38,10 @@ int pd_cmd_migrate(int argc, char **argv)
 {
     migrate_options_t opt = {0};
     int first;
-    switch (pd_options_parse(&COMMAND, argc, argv, &opt, &first)) {
-    case PD_OPTIONS_HELP:
-        return PD_EXIT_OK;
-    case PD_OPTIONS_USAGE:
-        return PD_EXIT_USAGE;
-    }
+    int status = pd_options_parse(&COMMAND, argc, argv, &opt, &first);
+    if (status != PD_OPTIONS_RUN)
+        return status;
     const char *url = opt.db, *dir = opt.dir;
-    bool status = opt.status;
 
     pd_migration_set_t set;
     pd_error_t err;
@@ -64,7 +59,7 @@ int pd_cmd_migrate(int argc, char **argv)
         pd_cli_fail("%s", err.message);
         goto done;
     }
-    if (status) {
+    if (opt.status) {
         size_t pending = 0;
         if (pd_migrate_status(db, &set, stdout, &pending, &err) < 0) {
             pd_cli_fail("%s", err.message);

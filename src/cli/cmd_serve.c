@@ -102,8 +102,7 @@ static const pd_option_t OPTIONS[] = {
      1L << 30},
     {"max-buffered-bytes", "N", pd_opt_size, OPT(max_buffered), "268435456",
      "request bodies held at once", 1024, 1L << 40},
-    {"max-record-bytes", "N", pd_opt_size, OPT(max_record), "1048576", "largest record", 64,
-     1L << 30},
+    PD_OPTION_MAX_RECORD(serve_options_t, max_record, "largest record"),
     {"max-connections", "N", pd_opt_int, OPT(max_connections), "1024", "open connections", 1,
      1000000},
     {"read-timeout", "S", pd_opt_seconds_ms, OPT(read_timeout_ms), "30",
@@ -121,7 +120,7 @@ static const pd_option_t OPTIONS[] = {
      "start even when the role bypasses row-level security\n"
      "(superuser, BYPASSRLS or table owner): for development only",
      0, 0},
-    {NULL, NULL, NULL, 0, NULL, NULL, 0, 0},
+    PD_OPTION_END,
 };
 
 static const pd_command_t COMMAND = {
@@ -285,12 +284,9 @@ int pd_cmd_serve(int argc, char **argv)
 {
     static serve_t s; /* static: the threads may outlive this frame on an abandoned exit */
     int first;
-    switch (pd_options_parse(&COMMAND, argc, argv, &s.opt, &first)) {
-    case PD_OPTIONS_HELP:
-        return PD_EXIT_OK;
-    case PD_OPTIONS_USAGE:
-        return PD_EXIT_USAGE;
-    }
+    int status = pd_options_parse(&COMMAND, argc, argv, &s.opt, &first);
+    if (status != PD_OPTIONS_RUN)
+        return status;
     pd_log_set_level(s.opt.log_level);
     s.sv = (pd_service_t){
         .loop = &s.loop,

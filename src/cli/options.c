@@ -114,9 +114,13 @@ void pd_options_help(const pd_command_t *cmd, FILE *to)
 
 static int usage_error(const pd_command_t *cmd)
 {
-    fprintf(stderr, "usage: %s\n(patternd %s --help describes every option)\n", cmd->synopsis,
-            strchr(cmd->synopsis, ' ') ? strchr(cmd->synopsis, ' ') + 1 : "");
-    return PD_OPTIONS_USAGE;
+    /* The command's name is the synopsis up to its second word, "patternd ingest". */
+    const char *syn = cmd->synopsis;
+    size_t len = strcspn(syn, " ");
+    if (syn[len] == ' ')
+        len += 1 + strcspn(syn + len + 1, " ");
+    fprintf(stderr, "usage: %s\n(%.*s --help describes every option)\n", syn, (int)len, syn);
+    return PD_EXIT_USAGE;
 }
 
 int pd_options_parse(const pd_command_t *cmd, int argc, char **argv, void *out, int *first_arg)
@@ -139,13 +143,13 @@ int pd_options_parse(const pd_command_t *cmd, int argc, char **argv, void *out, 
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (opt == 'h') {
             pd_options_help(cmd, stdout);
-            return PD_OPTIONS_HELP;
+            return PD_EXIT_OK;
         }
         if (opt < 256)
             return usage_error(cmd); /* getopt said what was wrong */
         const pd_option_t *o = &cmd->options[opt - 256];
         if (!o->parse(o, optarg, field_of(o, out)))
-            return PD_OPTIONS_USAGE;
+            return PD_EXIT_USAGE;
     }
     if (cmd->max_args >= 0 && argc - optind > cmd->max_args) {
         pd_cli_fail("unexpected argument '%s'", argv[optind + cmd->max_args]);
