@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything patternd needs to build, test and benchmark, with
-# apt-get.  Idempotent: when every package is already there it only checks
-# and returns within a second.
+# apt-get: PgBouncer for the pooled runs, and what building Citus from source
+# needs (scripts/citus.sh: PostgreSQL's server headers, and the Kerberos, lz4
+# and zstd headers they and Citus include).  Idempotent: when every package
+# is already there it only checks and returns within a second.
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,8 @@ packages=(
   libpq-dev libjansson-dev libuv1-dev libcriterion-dev
   libutf8proc-dev libsodium-dev libyajl-dev libhttp-parser-dev
   postgresql postgresql-client
+  pgbouncer
+  postgresql-server-dev-15 libkrb5-dev liblz4-dev libzstd-dev
   gnuplot-nox time procps curl
 )
 
