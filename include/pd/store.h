@@ -5,7 +5,7 @@
  * it is created and used by one thread only.  The writer (include/pd/
  * writer.h) first calls pd_store_distinct() to put the batch's records into
  * lock order and set its duplicates aside, detects the distinct ones, and
- * hands them to pd_store_write_detected(), which writes them in one transaction and
+ * hands them to pd_store_write(), which writes them in one transaction and
  * retries that transaction (after a deadlock, a serialization failure, or a
  * lost connection, reconnecting with backoff and jitter) until it commits
  * or the retry budget is spent.  A retry never counts anything twice.
@@ -45,7 +45,7 @@ typedef struct pd_store_item {
     int n_patterns;
     char patterns[PD_MAX_PATTERNS][PD_SIGNATURE_MAX]; /* signatures, as detected */
     size_t chars_off, chars_len; /* its characteristics JSON, in the `chars` text */
-    bool is_new;                 /* set by pd_store_write_detected(): first recorded now */
+    bool is_new;                 /* set by pd_store_write(): first recorded now */
 } pd_store_item_t;
 
 /*
@@ -64,8 +64,8 @@ size_t pd_store_distinct(pd_batch_t *batch, pd_store_item_t *items);
  * when the batch committed (or had already committed before a lost
  * connection), else the error, as pd_store_fail() leaves it.
  */
-int pd_store_write_detected(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items,
-                            size_t n_items, const char *chars);
+int pd_store_write(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items, size_t n_items,
+                   const char *chars);
 
 /*
  * Gives the batch up: keeps rc and err (NULL: "out of memory" for
@@ -76,13 +76,5 @@ int pd_store_write_detected(pd_store_t *store, pd_batch_t *batch, pd_store_item_
 int pd_store_fail(pd_store_t *store, pd_batch_t *batch, int rc, const pd_error_t *err);
 
 const pd_store_stats_t *pd_store_stats(const pd_store_t *store);
-
-/*
- * Transitional, for the commands not yet moved to include/pd/writer.h:
- * detects and writes the batch as pd_writer_write() does, with a detection
- * made for this call only.  Defined in src/worker/writer.c; to be removed
- * once cmd_ingest.c and cmd_serve.c run pd_writer_t.
- */
-int pd_store_write(pd_store_t *store, pd_batch_t *batch);
 
 #endif

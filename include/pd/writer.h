@@ -6,7 +6,7 @@
  * PostgreSQL connection), a detection, and the buffers of one batch.  For
  * each batch it sets the in-batch duplicates aside, detects the distinct
  * records, has the store write them in one transaction, and leaves each
- * record's outcome in the batch (see pd_store_write_detected()).  With
+ * record's outcome in the batch (see pd_store_write()).  With
  * metrics it also adds the store's counters to them, and with `log` it logs
  * reconnects and each batch's fate under its name ("writer-2").
  *

@@ -5,32 +5,43 @@
  * once, as the last line of standard output, and never stored: the table
  * keeps a salted hash (see include/pd/keys.h).
  */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "pd/cli.h"
 #include "pd/db.h"
 #include "pd/keys.h"
+#include "pd/options.h"
 #include "pd/record.h"
 
-static const char USAGE[] =
-    "usage: patternd keys create --tenant T [--db URL]\n"
+typedef struct keys_options {
+    const char *db, *tenant;
+} keys_options_t;
+
+static const pd_option_t OPTIONS[] = {
+    PD_OPTION_DB(keys_options_t, db),
+    {"tenant", "T", pd_opt_tenant, offsetof(keys_options_t, tenant), NULL,
+     "the tenant; required for create, and for list and revoke when\n"
+     "the role is subject to row-level security (patternd_service)",
+     0, 0},
+    PD_OPTION_END,
+};
+
+static const pd_command_t COMMAND = {
+    "patternd keys create --tenant T [--db URL]\n"
     "       patternd keys list [--tenant T] [--db URL]\n"
-    "       patternd keys revoke [--tenant T] [--db URL] KEY_ID\n"
-    "\n"
+    "       patternd keys revoke [--tenant T] [--db URL] KEY_ID",
     "Manages the API keys of `patternd serve`.  A key acts for its tenant only.\n"
     "\n"
     "  create   makes a new key for tenant T and prints it once, as the last line;\n"
     "           only a salted hash of its secret is stored\n"
     "  list     the keys (of tenant T): tenant, key id, created, revoked\n"
     "  revoke   revokes the key KEY_ID (from `list`, or the part of the key between\n"
-    "           the two '~'); requests with it are refused from then on\n"
-    "\n"
-    "  --db URL     database (default: $DATABASE_URL, else libpq's PG* variables)\n"
-    "  --tenant T   the tenant; required for create, and for list and revoke when\n"
-    "               the role is subject to row-level security (patternd_service)\n"
-    "  -h, --help   show this help\n";
+    "           the two '~'); requests with it are refused from then on\n",
+    OPTIONS,
+    1,
+};
 
 /* Each action returns the exit code. */
 static int key_create(pd_db_t *db, const char *tenant)
@@ -89,17 +100,8 @@ static int key_revoke(pd_db_t *db, const char *tenant, const char *key_id)
 
 int pd_cmd_keys(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"tenant", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *url = NULL, *tenant = NULL;
-    int opt;
-
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(USAGE, argc < 2 ? stderr : stdout);
+        pd_options_help(&COMMAND, argc < 2 ? stderr : stdout);
         return argc < 2 ? PD_EXIT_USAGE : PD_EXIT_OK;
     }
     const char *action = argv[1];
@@ -107,31 +109,16 @@ int pd_cmd_keys(int argc, char **argv)
          revoke = strcmp(action, "revoke") == 0;
     if (!create && !list && !revoke) {
         pd_cli_fail("keys: unknown action '%s'", action);
-        fputs(USAGE, stderr);
+        pd_options_help(&COMMAND, stderr);
         return PD_EXIT_USAGE;
     }
-    optind = 1;
-    while ((opt = getopt_long(argc - 1, argv + 1, "h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'd':
-            url = optarg;
-            break;
-        case 't':
-            if (!pd_cli_tenant("--tenant", optarg))
-                return PD_EXIT_USAGE;
-            tenant = optarg;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return PD_EXIT_OK;
-        default:
-            fputs(USAGE, stderr);
-            return PD_EXIT_USAGE;
-        }
-    }
-    int rest = argc - 1 - optind;
-    char **args = argv + 1 + optind;
-    if (create && tenant == NULL) {
+    keys_options_t opt = {0};
+    int first;
+    int status = pd_options_parse(&COMMAND, argc - 1, argv + 1, &opt, &first);
+    if (status != PD_OPTIONS_RUN)
+        return status;
+    int rest = argc - 1 - first;
+    if (create && opt.tenant == NULL) {
         pd_cli_fail("keys create: --tenant is required");
         return PD_EXIT_USAGE;
     }
@@ -143,13 +130,13 @@ int pd_cmd_keys(int argc, char **argv)
 
     pd_db_t *db = NULL;
     pd_error_t err;
-    if (pd_db_connect(pd_db_conninfo(url), &db, &err) < 0) {
+    if (pd_db_connect(pd_db_conninfo(opt.db), &db, &err) < 0) {
         pd_cli_fail("%s", err.message);
         return PD_EXIT_FAIL;
     }
-    int exit_code = create ? key_create(db, tenant)
-                    : list ? key_list(db, tenant)
-                           : key_revoke(db, tenant, args[0]);
+    int exit_code = create ? key_create(db, opt.tenant)
+                    : list ? key_list(db, opt.tenant)
+                           : key_revoke(db, opt.tenant, argv[1 + first]);
     pd_db_destroy(db);
     return exit_code;
 }

@@ -1,6 +1,6 @@
 /* `patternd report`: the automation candidates, ranked by potential monthly savings. */
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
@@ -10,21 +10,9 @@
 
 #include "pd/cli.h"
 #include "pd/db.h"
+#include "pd/options.h"
 #include "pd/patterns.h"
 #include "pd/record.h"
-
-static const char USAGE[] =
-    "usage: patternd report [--db URL] [--tenant T] [--top N] [--format table|json|csv]\n"
-    "\n"
-    "Lists the detected patterns, most promising automation candidates first\n"
-    "(by potential monthly savings): signature, occurrences, average cost with\n"
-    "the LLM and with a deterministic tool, savings and confidence.\n"
-    "\n"
-    "  --db URL         database (default: $DATABASE_URL, else libpq's PG* variables)\n"
-    "  --tenant T       only this tenant's patterns (default: every tenant)\n"
-    "  --top N          at most N patterns (default: 20; 0 for all)\n"
-    "  --format F       table (default), json (an array of objects) or csv\n"
-    "  -h, --help       show this help\n";
 
 typedef enum format { F_TABLE, F_JSON, F_CSV } format_t;
 
@@ -182,8 +170,10 @@ static int print_json(const pd_pattern_t *rows, size_t n)
     return rc;
 }
 
-static bool parse_format(const char *arg, format_t *out)
+static bool parse_format(const pd_option_t *opt, const char *arg, void *dst)
 {
+    format_t *out = dst;
+    (void)opt;
     static const char *const names[] = {[F_TABLE] = "table", [F_JSON] = "json", [F_CSV] = "csv"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strcmp(arg, names[i]) == 0) {
@@ -217,49 +207,40 @@ static int print_report(const pd_pattern_t *rows, size_t n, format_t format, boo
     return PD_EXIT_OK;
 }
 
+typedef struct report_options {
+    const char *db, *tenant;
+    long top;
+    format_t format;
+} report_options_t;
+
+static const pd_option_t OPTIONS[] = {
+    PD_OPTION_DB(report_options_t, db),
+    {"tenant", "T", pd_opt_tenant, offsetof(report_options_t, tenant), NULL,
+     "only this tenant's patterns (default: every tenant)", 0, 0},
+    {"top", "N", pd_opt_long, offsetof(report_options_t, top), "20",
+     "at most N patterns; 0 for all", 0, 1000000000},
+    {"format", "F", parse_format, offsetof(report_options_t, format), "table",
+     "table, json (an array of objects) or csv", 0, 0},
+    PD_OPTION_END,
+};
+
+static const pd_command_t COMMAND = {
+    "patternd report [--db URL] [--tenant T] [--top N] [--format table|json|csv]",
+    "Lists the detected patterns, most promising automation candidates first\n"
+    "(by potential monthly savings): signature, occurrences, average cost with\n"
+    "the LLM and with a deterministic tool, savings and confidence.\n",
+    OPTIONS,
+    0,
+};
+
 int pd_cmd_report(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"db", required_argument, NULL, 'd'},  {"tenant", required_argument, NULL, 't'},
-        {"top", required_argument, NULL, 'n'}, {"format", required_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0},
-    };
-    const char *url = NULL, *tenant = NULL;
-    long top = 20;
-    format_t format = F_TABLE;
-    int opt;
-
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'd':
-            url = optarg;
-            break;
-        case 't':
-            if (!pd_cli_tenant("--tenant", optarg))
-                return PD_EXIT_USAGE;
-            tenant = optarg;
-            break;
-        case 'n':
-            if (!pd_cli_count("--top", optarg, 0, 1000000000, &top))
-                return PD_EXIT_USAGE;
-            break;
-        case 'f':
-            if (!parse_format(optarg, &format))
-                return PD_EXIT_USAGE;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return PD_EXIT_OK;
-        default:
-            fputs(USAGE, stderr);
-            return PD_EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        pd_cli_fail("report takes no arguments; got '%s'", argv[optind]);
-        return PD_EXIT_USAGE;
-    }
+    report_options_t opt = {0};
+    int first;
+    int status = pd_options_parse(&COMMAND, argc, argv, &opt, &first);
+    if (status != PD_OPTIONS_RUN)
+        return status;
+    const char *tenant = opt.tenant;
 
     pd_db_t *db = NULL;
     pd_error_t err;
@@ -270,14 +251,14 @@ int pd_cmd_report(int argc, char **argv)
      * any role under row-level security; across tenants it needs a role that
      * bypasses the policies (the owner with BYPASSRLS, or a superuser).
      */
-    if (pd_db_connect(pd_db_conninfo(url), &db, &err) < 0 ||
-        pd_patterns_read(db, tenant, top, &rows, &n, &err) < 0) {
+    if (pd_db_connect(pd_db_conninfo(opt.db), &db, &err) < 0 ||
+        pd_patterns_read(db, tenant, opt.top, &rows, &n, &err) < 0) {
         pd_cli_fail("%s", err.message);
         pd_db_destroy(db);
         return PD_EXIT_FAIL;
     }
     pd_db_destroy(db);
-    int exit_code = print_report(rows, n, format, tenant == NULL);
+    int exit_code = print_report(rows, n, opt.format, tenant == NULL);
     pd_patterns_free(rows);
     return exit_code;
 }

@@ -196,12 +196,11 @@ int pd_migrate_apply(pd_db_t *db, const pd_migration_set_t *set, FILE *log, pd_e
         const char *params[] = {m->name, sum};
         if ((rc = pd_db_exec(db, "BEGIN", err)) < 0)
             goto done;
-        if ((rc = pd_db_exec(db, m->sql, err)) < 0 ||
-            (rc = pd_db_query(db, SQL_RECORD, 2, params, NULL, err)) < 0 ||
-            (rc = pd_db_exec(db, "COMMIT", err)) < 0) {
+        if ((rc = pd_db_exec(db, m->sql, err)) == 0)
+            rc = pd_db_query(db, SQL_RECORD, 2, params, NULL, err);
+        if ((rc = pd_db_end(db, rc, err)) < 0) {
             char reason[PD_MESSAGE_MAX];
             snprintf(reason, sizeof(reason), "%s", err ? err->message : "");
-            pd_db_exec(db, "ROLLBACK", NULL);
             pd_error_set(err, rc, 0, "", "migration %s failed: %s", m->name, reason);
             goto done;
         }

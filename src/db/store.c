@@ -26,7 +26,7 @@
  * writer calls it before detecting: the lock order and distinct workflow
  * ids are preconditions of these statements (CLAIM maps the ordinals it
  * returns back to records, one per workflow id), so the module whose SQL
- * needs them is the one that guarantees them; pd_store_write_detected checks
+ * needs them is the one that guarantees them; pd_store_write checks
  * them.  Detection (what to write) is the writer's, src/worker/writer.c.
  *
  * Threads: a store is used by the one writer thread that created it.
@@ -131,7 +131,7 @@ struct pd_store {
     pd_store_config_t cfg;
     pd_db_t *db;
     pd_store_stats_t stats;
-    /* The batch being written, borrowed from pd_store_write_detected's caller. */
+    /* The batch being written, borrowed from pd_store_write's caller. */
     pd_store_item_t *items; /* distinct records, in lock order */
     size_t n_items;
     const char *chars;  /* the text items' characteristics point into */
@@ -516,8 +516,8 @@ static double jitter(double ms)
     return ms / 2 + (double)randombytes_uniform(1000) / 1000.0 * ms / 2;
 }
 
-int pd_store_write_detected(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items,
-                            size_t n_items, const char *chars)
+int pd_store_write(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items, size_t n_items,
+                   const char *chars)
 {
     pd_error_t err = {0};
     double started = now_ms(), backoff = 50;

@@ -110,7 +110,7 @@ static int write_batch(pd_writer_t *w, pd_batch_t *batch)
     int rc = detect(w, batch, &n, &err);
     if (rc < 0)
         return pd_store_fail(w->store, batch, rc, &err);
-    return pd_store_write_detected(w->store, batch, w->items, n, w->chars.data);
+    return pd_store_write(w->store, batch, w->items, n, w->chars.data);
 }
 
 /* Adds what the store counted since the last batch to the metrics, and logs the batch. */
@@ -157,14 +157,4 @@ void pd_writer_work(void *state, pd_job_t *job)
 void pd_writer_fini(void *state)
 {
     pd_writer_destroy(state);
-}
-
-/* Transitional (see include/pd/store.h): a writer around the caller's store, for one batch. */
-int pd_store_write(pd_store_t *store, pd_batch_t *batch)
-{
-    pd_writer_t w = {.store = store};
-    pd_detection_init(&w.det);
-    int rc = write_batch(&w, batch);
-    release_scratch(&w);
-    return rc;
 }

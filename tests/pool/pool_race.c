@@ -19,6 +19,7 @@
 #include "pd/batch.h"
 #include "pd/pool.h"
 #include "pd/store.h"
+#include "pd/writer.h"
 #include "support.h"
 
 static int failures;
@@ -128,8 +129,8 @@ typedef struct racer {
 static void *race(void *arg)
 {
     racer_t *r = arg;
-    pd_store_config_t cfg = {.conninfo = r->url};
-    pd_store_t *store;
+    pd_writer_config_t cfg = {.store = {.conninfo = r->url}};
+    pd_writer_t *writer;
     pd_batch_t *batch;
     pd_record_t rec;
     pd_error_t err;
@@ -138,18 +139,18 @@ static void *race(void *arg)
              "{\"workflow_id\": \"%s\", \"tenant_id\": \"racers\", \"nl_input\": \"Run pytest on "
              "the backend\", \"total_tokens\": %ld, \"duration_seconds\": 10}",
              r->workflow_id, r->tokens);
-    pd_store_create(&cfg, &store);
+    pd_writer_create(&cfg, 0, &writer);
     pd_batch_create(1, &batch);
     r->rc = pd_record_parse(line, strlen(line), 1, NULL, &rec, &err);
     if (r->rc == 0) {
         pd_batch_add(batch, &rec);
         pthread_barrier_wait(r->start);
-        r->rc = pd_store_write(store, batch);
+        r->rc = pd_writer_write(writer, batch);
         r->outcome = batch->outcomes[0];
         r->new_patterns = batch->new_patterns;
     }
     pd_batch_destroy(batch);
-    pd_store_destroy(store);
+    pd_writer_destroy(writer);
     return NULL;
 }
 
