@@ -15,7 +15,7 @@
 /*
  * Python's str.split() whitespace among ASCII: \t \n \v \f \r, the four
  * separators U+001C-U+001F and the space (what utf8proc says of them too;
- * tests/test_detect.c checks that).
+ * tests/detect/test_detect.c checks that).
  */
 static bool ascii_space(unsigned char c)
 {
