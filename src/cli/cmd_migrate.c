@@ -1,4 +1,7 @@
-/* `patternd migrate`: applies or lists the schema migrations. */
+/*
+ * `patternd migrate`: applies or lists the schema migrations (db/migrate.c).
+ * One thread, one connection.
+ */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>

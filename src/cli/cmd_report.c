@@ -1,4 +1,8 @@
-/* `patternd report`: the automation candidates, ranked by potential monthly savings. */
+/*
+ * `patternd report`: the automation candidates, ranked by potential monthly
+ * savings, read through db/patterns.c and printed as a table, JSON or CSV.
+ * One thread, one connection.
+ */
 #include <errno.h>
 #include <stddef.h>
 #include <jansson.h>

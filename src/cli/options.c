@@ -1,4 +1,7 @@
-/* Declarative command-line options; see include/pd/options.h. */
+/*
+ * Declarative command-line options; see include/pd/options.h.  Main thread,
+ * before any other starts; getopt_long is not reentrant.
+ */
 #include "pd/options.h"
 
 #include <errno.h>

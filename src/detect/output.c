@@ -1,4 +1,7 @@
-/* Fixed-shape JSON output in the reference's bytes; see include/pd/jsonw.h. */
+/*
+ * Fixed-shape JSON output in the reference's bytes; see include/pd/jsonw.h.
+ * Pure: the caller's thread, the caller's buffer.
+ */
 #include "pd/jsonw.h"
 
 #include <string.h>

@@ -1,4 +1,9 @@
-/* The growable byte buffer; see include/pd/buf.h. */
+/*
+ * The growable byte buffer; see include/pd/buf.h.  util/ holds what every
+ * stage uses and no stage owns: this buffer, error details (error.c), log
+ * lines (log.c) and the commit-latency histogram (latency.c).  A buffer
+ * belongs to one thread at a time; nothing here is shared.
+ */
 #include "pd/buf.h"
 
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Filling pd_error_t; see include/pd/error.h. */
+/* Filling pd_error_t; see include/pd/error.h.  Any thread, nothing shared. */
 #include "pd/error.h"
 
 #include <stdarg.h>

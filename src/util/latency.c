@@ -1,4 +1,4 @@
-/* Latency histogram; see include/pd/latency.h. */
+/* Latency histogram; see include/pd/latency.h.  One owner thread per histogram. */
 #include "pd/latency.h"
 
 #include <math.h>
