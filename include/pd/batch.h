@@ -49,6 +49,13 @@ int pd_batch_create(size_t capacity, pd_batch_t **out);
 /* Moves rec into the batch (rec is left empty).  The batch must not be full. */
 void pd_batch_add(pd_batch_t *batch, pd_record_t *rec);
 
+/*
+ * Moves rec into the batch, growing it when full: for batches whose size is
+ * not known in advance (an HTTP body read as it arrives).  Returns 0, or
+ * PD_ENOMEM with rec released.
+ */
+int pd_batch_push(pd_batch_t *batch, pd_record_t *rec);
+
 /* Releases the batch and every record in it; NULL is fine. */
 void pd_batch_destroy(pd_batch_t *batch);
 

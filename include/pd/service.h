@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "pd/admission.h"
+#include "pd/auth.h"
 #include "pd/batch.h"
 #include "pd/http.h"
 #include "pd/keys.h"
@@ -29,14 +31,21 @@
 #define PD_TOP_DEFAULT 20
 #define PD_TOP_MAX 10000
 
+/* Rejections whose field and reason an answer spells out; the rest are counted. */
+#define PD_RESULTS_DETAILED 1000
+
 typedef struct pd_service {
     uv_loop_t *loop;
     pd_http_server_t *http;
     pd_pool_t *writers, *readers;
     pd_metrics_t *metrics;
+    pd_admission_t *admission; /* POST requests in flight, in all and per tenant */
+    pd_auth_t *auth;           /* verified keys, failed checks per address */
     const char *conninfo;
-    size_t queue;      /* the writers' queue bound, for the metrics */
-    size_t max_record; /* longest record accepted */
+    size_t queue;       /* the writers' queue bound, for the metrics */
+    size_t max_record;  /* longest record accepted */
+    size_t max_records; /* records in one request */
+    size_t max_body;    /* bytes of one body, after decompression */
     bool draining;
 } pd_service_t;
 
@@ -47,6 +56,7 @@ typedef struct pd_read_job {
     pd_job_t job; /* first: the pool's link */
     pd_read_kind_t kind;
     pd_key_t key;
+    bool verified; /* the key was found in the cache: only read */
     long top;
     /* Outputs. */
     int rc;
@@ -62,8 +72,10 @@ typedef struct pd_result {
     long line;   /* NDJSON line; 0 in a JSON array */
     long record; /* index in the batch, or -1 when rejected */
     char field[PD_FIELD_MAX];
-    char *error; /* why it was rejected (malloc'd) */
+    char *error; /* why it was rejected (malloc'd); NULL past PD_RESULTS_DETAILED */
 } pd_result_t;
+
+typedef struct pd_upload pd_upload_t; /* http/ingest.c: a body being read */
 
 /* One request that waits for other threads. */
 typedef struct pd_call {
@@ -73,6 +85,8 @@ typedef struct pd_call {
     const char *route; /* a metric label (static storage) */
     uint64_t started_ns;
     /* POST /v1/workflows */
+    bool admitted; /* holds a place in sv->admission */
+    pd_upload_t *upload;
     pd_result_t *results;
     size_t n_results, cap_results;
     pd_batch_t *batch;
@@ -85,8 +99,13 @@ void pd_service_on_refused(void *ctx, int status);
 /* The readers' done callback. */
 void pd_service_on_read_done(void *ctx, pd_job_t *job);
 
-/* http/ingest.c, loop thread: the key is good; parse the body and hand it to the writers. */
+/*
+ * http/ingest.c, loop thread: the key is good; admit the request, read and
+ * parse its body as it arrives, and hand the batch to the writers.
+ */
 void pd_service_ingest(pd_call_t *call);
+/* Releases what pd_service_ingest() holds for the call (its place, its body state). */
+void pd_service_ingest_release(pd_call_t *call);
 /* The writers' done callback: answers the request whose batch finished. */
 void pd_service_on_batch_done(void *ctx, pd_job_t *job);
 

@@ -58,23 +58,45 @@ int64_t pd_file_source_bytes_total(const pd_file_source_t *src);
 void pd_file_source_destroy(pd_file_source_t *src);
 
 /*
- * Counts the records of an HTTP body without delivering them, to size the
- * batch: a JSON array's elements when as_array (PD_EINVAL when the body is
- * not a well-formed array), else an upper bound on NDJSON lines.
+ * An HTTP body into records, as its bytes arrive: NDJSON lines, or the
+ * elements of a top-level JSON array (by Content-Type, else by the body's
+ * first non-space byte).  Only the array's structure is looked at here; an
+ * element's text goes to on_line as an NDJSON line's does (line_no 0), so
+ * it is validated the same way.  Memory: one record (max_record bytes) at
+ * most, whatever the body's size.
  */
-int pd_body_count(const char *body, size_t len, bool as_array, size_t *count);
+typedef enum pd_body_mode { PD_BODY_AUTO, PD_BODY_NDJSON, PD_BODY_ARRAY } pd_body_mode_t;
+
+typedef struct pd_body_parser {
+    pd_body_mode_t mode;
+    size_t max_record;
+    pd_lines_cb on_line;
+    void *ctx;
+    long newlines;    /* AUTO: newlines before the first byte that decides */
+    pd_lines_t lines; /* NDJSON */
+    /* ARRAY: where in the array, and the element being collected. */
+    int state;
+    int depth;
+    bool in_string, escaped;
+    char *elem;
+    size_t elem_len, elem_cap;
+    bool elem_oversize;
+} pd_body_parser_t;
+
+/* content_type may be NULL.  Returns 0 or PD_ENOMEM. */
+int pd_body_parser_init(pd_body_parser_t *p, const char *content_type, size_t max_record,
+                        pd_lines_cb on_line, void *ctx);
 
 /*
- * Splits an HTTP body into records: the elements of a JSON array when
- * as_array, else NDJSON lines.  Calls on_line for each with line_no the
- * NDJSON line, or 0 for an array element; oversize past max_record.  The
- * body must be writable (lines are NUL-terminated in place).  Returns 0,
- * PD_EINVAL for a malformed array, PD_ENOMEM, or on_line's non-zero return.
+ * Feeds the next bytes (writable: lines are NUL-terminated in place).
+ * Returns 0, PD_EINVAL when an array body is not a well-formed array,
+ * PD_ENOMEM, or on_line's non-zero return.
  */
-int pd_body_split(char *body, size_t len, bool as_array, size_t max_record, pd_lines_cb on_line,
-                  void *ctx);
+int pd_body_parser_push(pd_body_parser_t *p, char *data, size_t len);
 
-/* Whether a body is a JSON array: by Content-Type, else by its first non-space byte. */
-bool pd_body_is_array(const char *content_type, const char *body, size_t len);
+/* The body ended: delivers a last line; PD_EINVAL for an unterminated array. */
+int pd_body_parser_finish(pd_body_parser_t *p);
+
+void pd_body_parser_close(pd_body_parser_t *p);
 
 #endif

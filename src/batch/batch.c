@@ -38,6 +38,26 @@ void pd_batch_add(pd_batch_t *batch, pd_record_t *rec)
     batch->count++;
 }
 
+int pd_batch_push(pd_batch_t *batch, pd_record_t *rec)
+{
+    if (batch->count == batch->capacity) {
+        size_t cap = batch->capacity ? batch->capacity * 2 : 64;
+        pd_record_t *records = realloc(batch->records, cap * sizeof(*records));
+        if (records != NULL)
+            batch->records = records;
+        pd_outcome_t *outcomes = realloc(batch->outcomes, cap * sizeof(*outcomes));
+        if (outcomes != NULL)
+            batch->outcomes = outcomes;
+        if (records == NULL || outcomes == NULL) {
+            pd_record_close(rec);
+            return PD_ENOMEM;
+        }
+        batch->capacity = cap;
+    }
+    pd_batch_add(batch, rec);
+    return PD_OK;
+}
+
 void pd_batch_destroy(pd_batch_t *batch)
 {
     if (batch == NULL)

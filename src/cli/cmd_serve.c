@@ -36,8 +36,10 @@ typedef struct serve_options {
     int workers, readers;
     long queue;
     bool queue_given;
-    size_t max_body, max_buffered, max_record;
-    int max_connections;
+    size_t max_body, max_buffered, max_record, max_records;
+    int max_connections, max_per_client;
+    double tenant_share;
+    int key_cache_seconds, auth_failures;
     int read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
     bool async_commit, allow_bypass;
     int retry_seconds;
@@ -75,6 +77,18 @@ static bool parse_queue(const pd_option_t *opt, const char *arg, void *dst)
     return (o->queue_given = pd_opt_long(opt, arg, &o->queue));
 }
 
+static bool parse_share(const pd_option_t *opt, const char *arg, void *dst)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    if (end != arg && *end == '\0' && v > 0 && v <= 1) {
+        *(double *)dst = v;
+        return true;
+    }
+    pd_cli_fail("--%s: expected a fraction above 0 and at most 1, got '%s'", opt->name, arg);
+    return false;
+}
+
 static bool parse_level(const pd_option_t *opt, const char *arg, void *dst)
 {
     if (pd_log_parse_level(arg, dst) == 0)
@@ -103,8 +117,22 @@ static const pd_option_t OPTIONS[] = {
     {"max-buffered-bytes", "N", pd_opt_size, OPT(max_buffered), "268435456",
      "request bodies held at once", 1024, 1L << 40},
     PD_OPTION_MAX_RECORD(serve_options_t, max_record, "largest record"),
-    {"max-connections", "N", pd_opt_int, OPT(max_connections), "1024", "open connections", 1,
-     1000000},
+    {"max-records", "N", pd_opt_size, OPT(max_records), "10000",
+     "records in one request (413 past it)", 1, 1000000},
+    {"max-connections", "N", pd_opt_int, OPT(max_connections), "1024",
+     "open connections (503 past it)", 1, 1000000},
+    {"max-connections-per-client", "N", pd_opt_int, OPT(max_per_client), "64",
+     "open connections from one client address (429 past it)", 1, 1000000},
+    {"tenant-share", "F", parse_share, OPT(tenant_share), "0.5",
+     "share of the write path (queue + workers) one tenant may hold\n"
+     "at once; its requests past it get 429",
+     0, 0},
+    {"key-cache-seconds", "S", pd_opt_int, OPT(key_cache_seconds), "2",
+     "trust a verified API key this long (0 to 5): a revoked key\n"
+     "is refused at most S seconds later",
+     0, 5},
+    {"max-auth-failures", "N", pd_opt_int, OPT(auth_failures), "30",
+     "failed key checks per client address per minute (429 past it)", 1, 1000000},
     {"read-timeout", "S", pd_opt_seconds_ms, OPT(read_timeout_ms), "30",
      "a request must arrive whole within S seconds", 0, 86400},
     {"idle-timeout", "S", pd_opt_seconds_ms, OPT(idle_timeout_ms), "60",
@@ -131,7 +159,9 @@ static const pd_command_t COMMAND = {
     "  POST /v1/workflows    NDJSON (application/x-ndjson) or a JSON array of records;\n"
     "                        answered after commit with a summary and one result per\n"
     "                        record: 200 all processed or duplicates, 207 some rejected\n"
-    "                        or failed, 401 bad key, 413 too large, 503 busy\n"
+    "                        or failed, 401 bad key, 413 too large, 415 unknown\n"
+    "                        Content-Encoding (gzip is read), 429 the tenant's share or\n"
+    "                        the address's limits used up, 503 busy\n"
     "  GET /v1/patterns?top=N  the tenant's patterns by potential monthly savings\n"
     "  GET /healthz, /readyz, /metrics (Prometheus)\n"
     "\n"
@@ -245,6 +275,7 @@ static int start_http(serve_t *s)
         .max_body = s->opt.max_body,
         .max_buffered = s->opt.max_buffered,
         .max_connections = s->opt.max_connections,
+        .max_connections_per_client = s->opt.max_per_client,
         .read_timeout_ms = s->opt.read_timeout_ms,
         .idle_timeout_ms = s->opt.idle_timeout_ms,
         .on_request = pd_service_on_request,
@@ -266,6 +297,13 @@ static int start_http(serve_t *s)
         uv_run(&s->loop, UV_RUN_DEFAULT);
     }
     return rc;
+}
+
+static void release(serve_t *s)
+{
+    pd_metrics_destroy(s->sv.metrics);
+    pd_auth_destroy(s->sv.auth);
+    pd_admission_destroy(s->sv.admission);
 }
 
 static void announce(const serve_t *s)
@@ -293,15 +331,22 @@ int pd_cmd_serve(int argc, char **argv)
         .conninfo = pd_db_conninfo(s.opt.db),
         .queue = s.opt.queue_given ? (size_t)s.opt.queue : (size_t)s.opt.workers * 2,
         .max_record = s.opt.max_record,
+        .max_records = s.opt.max_records,
+        .max_body = s.opt.max_body,
     };
     if (pd_cli_preflight(s.sv.conninfo, true, s.opt.allow_bypass) < 0)
         return PD_EXIT_FAIL;
 
     /* A client that goes away must not kill the process with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
-    if (pd_metrics_create(&s.sv.metrics) < 0 || uv_loop_init(&s.loop) != 0) {
+    pd_auth_config_t auth = {.ttl_ms = (uint64_t)s.opt.key_cache_seconds * 1000,
+                             .failures = s.opt.auth_failures};
+    if (pd_metrics_create(&s.sv.metrics) < 0 || pd_auth_create(&auth, &s.sv.auth) < 0 ||
+        pd_admission_create(s.sv.queue + (size_t)s.opt.workers, s.opt.tenant_share,
+                            &s.sv.admission) < 0 ||
+        uv_loop_init(&s.loop) != 0) {
         pd_cli_fail("out of memory");
-        pd_metrics_destroy(s.sv.metrics);
+        release(&s);
         return PD_EXIT_FAIL;
     }
     s.writer_cfg = (pd_writer_config_t){
@@ -323,6 +368,6 @@ int pd_cmd_serve(int argc, char **argv)
     }
     if (uv_loop_close(&s.loop) != 0)
         pd_log(PD_LOG_WARN, "loop", "handles still open at exit");
-    pd_metrics_destroy(s.sv.metrics);
+    release(&s);
     return exit_code;
 }

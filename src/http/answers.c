@@ -39,6 +39,7 @@ void pd_call_respond(pd_call_t *call, int status, const char *extra, const char 
 
 void pd_call_free(pd_call_t *call)
 {
+    pd_service_ingest_release(call);
     for (size_t i = 0; i < call->n_results; i++)
         free(call->results[i].error);
     free(call->results);
@@ -99,9 +100,11 @@ static json_t *result_json(const pd_call_t *call, size_t i)
     if (r->record < 0) {
         json_object_set_new(o, "workflow_id", json_null());
         json_object_set_new(o, "status", json_string("rejected"));
+        if (r->error == NULL)
+            return o; /* past PD_RESULTS_DETAILED: counted, not spelled out */
         if (r->field[0] != '\0')
             json_object_set_new(o, "field", text(r->field));
-        json_object_set_new(o, "error", text(r->error ? r->error : "rejected"));
+        json_object_set_new(o, "error", text(r->error));
         return o;
     }
     json_object_set_new(o, "workflow_id", workflow_id(&batch->records[r->record]));

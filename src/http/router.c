@@ -75,15 +75,31 @@ static void answer_metrics(pd_call_t *call)
     pd_call_free(call);
 }
 
-/* The /v1 routes: the key first (401 without one), then a reader checks it. */
+/*
+ * The /v1 routes: the key first (401 without one), before any body byte is
+ * read.  A key verified in the last few seconds is trusted from the cache;
+ * any other goes to a reader, unless its address used up its failed
+ * checks (429, no database lookup).
+ */
 static void route_v1(pd_call_t *call, bool workflows)
 {
+    pd_service_t *sv = call->sv;
+    uint64_t now = uv_now(sv->loop);
     if (pd_key_from_bearer(pd_http_authorization(call->req), &call->rj.key) < 0) {
         pd_call_fail(call, 401, "missing or malformed API key: send Authorization: Bearer <key>");
         return;
     }
     if (!workflows && !parse_top(pd_http_query(call->req), &call->rj.top)) {
         pd_call_fail(call, 400, "top: expected a number from 1 to 10000");
+        return;
+    }
+    call->rj.verified = pd_auth_cached(sv->auth, &call->rj.key, now);
+    if (call->rj.verified && workflows) {
+        pd_service_ingest(call);
+        return;
+    }
+    if (!call->rj.verified && !pd_auth_may_check(sv->auth, pd_http_peer(call->req), now)) {
+        pd_call_fail(call, 429, "too many failed API key checks from this address; retry later");
         return;
     }
     submit_read(call, workflows ? PD_READ_AUTH : PD_READ_PATTERNS);
@@ -160,10 +176,14 @@ void pd_service_on_read_done(void *ctx, pd_job_t *job)
     } else if (j->rc < 0) {
         pd_call_fail(call, 503, "the database is unavailable; retry later");
     } else if (!j->valid) {
+        pd_auth_failed(call->sv->auth, pd_http_peer(call->req), uv_now(call->sv->loop));
         pd_call_fail(call, 401, "unknown or revoked API key");
     } else if (j->kind == PD_READ_AUTH) {
+        pd_auth_remember(call->sv->auth, &j->key, uv_now(call->sv->loop));
         pd_service_ingest(call);
     } else {
+        if (!j->verified)
+            pd_auth_remember(call->sv->auth, &j->key, uv_now(call->sv->loop));
         pd_call_respond(call, 200, "", j->body, j->len);
         pd_call_free(call);
     }
