@@ -46,42 +46,80 @@ int pd_db_query(pd_db_t *db, const char *sql, int nparams, const char *const *pa
 int pd_db_exec(pd_db_t *db, const char *sql, pd_error_t *err);
 
 /*
- * Prepares sql as the statement name on this connection (it lasts as long as
- * the connection).  Same returns as pd_db_query(); err reads "preparing
- * <name>: <server message>".
+ * A statement of a module's write or read path: its name (for error
+ * messages only: nothing is prepared on the server under it), its text and
+ * its number of parameters.
  */
-int pd_db_prepare(pd_db_t *db, const char *name, const char *sql, int nparams, pd_error_t *err);
+typedef struct pd_db_statement {
+    const char *name;
+    const char *sql;
+    int nparams;
+} pd_db_statement_t;
 
 /*
- * Runs the prepared statement name with text parameters; the result and the
- * returns are those of pd_db_query(), err reads "<name>: <server message>".
+ * Runs st with text parameters as an unnamed statement (parse, bind and
+ * execute in one round trip).  Named prepared statements are never used:
+ * behind a pooler in transaction mode (PgBouncer) consecutive transactions
+ * of one client may run on different server connections, where a statement
+ * prepared on another is missing or already exists.  The result and the
+ * returns are those of pd_db_query(); err reads "<name>: <server message>".
  */
-int pd_db_query_prepared(pd_db_t *db, const char *name, int nparams, const char *const *params,
-                         PGresult **out, pd_error_t *err);
+int pd_db_run(pd_db_t *db, const pd_db_statement_t *st, const char *const *params, PGresult **out,
+              pd_error_t *err);
 
-/* Classifies a failed result (NULL when none came back) into PD_ERETRY, PD_ECONN or PD_EDB. */
+/*
+ * Classifies a failed result (NULL when none came back) into PD_ERETRY
+ * (40P01 deadlock, 40001 serialization failure), PD_ECONN or PD_EDB.
+ * PD_ECONN is a lost connection, or an outcome that cannot be known: class
+ * 08 and 57P01-57P03, also when Citus passes them through from a worker
+ * node, and the two internal errors (XX000) Citus raises when a connection
+ * between nodes broke during a transaction ("failure on connection marked
+ * as essential") or during its COMMIT ("could not commit transaction for
+ * shard ... on at least one active node").  A caller retries those with the
+ * lost-commit check of src/db/store.c.
+ */
 int pd_db_classify(pd_db_t *db, const PGresult *res);
 
 void pd_db_result_free(PGresult *res);
 
 /*
- * The statement that scopes a transaction to one tenant: the row-level
- * security policies (migrations/0002) compare every row's tenant_id with
- * patternd.tenant, which this sets until the transaction ends (SET LOCAL).
- * Parameter $1 is the tenant.
+ * With on, every transaction this handle begins (pd_db_begin_tenant(),
+ * pd_db_begin()) runs with SET LOCAL synchronous_commit = off: its COMMIT
+ * returns before the WAL is flushed.  Transaction-scoped, never a session
+ * SET, which a pooler would hand on to whichever client next gets the
+ * server connection.
  */
-#define PD_SQL_SET_TENANT "SELECT set_config('patternd.tenant', $1, true)"
+void pd_db_set_async_commit(pd_db_t *db, bool on);
 
 /*
- * Begins a transaction scoped to tenant (see PD_SQL_SET_TENANT).  The
- * caller ends it with pd_db_end().  Same returns as pd_db_query().
+ * Begins a transaction scoped to tenant: the row-level security policies
+ * (migrations/0002) compare every row's tenant_id with the setting
+ * patternd.tenant, which this sets until the transaction ends.  One
+ * round trip of simple-protocol statements:
+ *
+ *   BEGIN;
+ *   SET LOCAL citus.propagate_set_commands = 'local';
+ *   SET LOCAL patternd.tenant = '<tenant, quoted by libpq>';
+ *
+ * SET LOCAL rather than set_config(): on Citus only SET commands reach the
+ * worker nodes, where the policies of the shards are evaluated, and only
+ * those that follow propagate_set_commands = 'local' in the transaction.
+ * On plain PostgreSQL and behind PgBouncer the first SET only sets a
+ * placeholder setting; both end with the transaction, so no session state
+ * is left on a pooled connection.  The caller ends it with pd_db_end().
+ * Same returns as pd_db_query().
  */
 int pd_db_begin_tenant(pd_db_t *db, const char *tenant, pd_error_t *err);
 
+/* Begins a transaction with no tenant (administration: every tenant, as the owner). */
+int pd_db_begin(pd_db_t *db, pd_error_t *err);
+
 /*
  * Ends the open transaction: COMMITs when rc is 0, else ROLLBACKs (skipped
- * when rc is PD_ECONN: the server has already dropped the transaction with
- * the connection) and returns rc unchanged, leaving err as it was.  Returns
+ * when the connection is gone: the server dropped the transaction with it;
+ * on Citus a connection lost between nodes is PD_ECONN while the client's
+ * own connection is still up, in an aborted transaction) and returns rc
+ * unchanged, leaving err as it was.  Returns
  * COMMIT's result otherwise.  Meant as `return pd_db_end(db, rc, err);`.
  */
 int pd_db_end(pd_db_t *db, int rc, pd_error_t *err);

@@ -3,8 +3,10 @@
  * own transaction, recorded with a SHA-256 checksum in schema_migrations.
  *
  * The files are compiled into the binary (see cmake/embed.cmake); an
- * operator may also point at a folder of them.  Migrators take a
- * session-level advisory lock, so two started at once apply each file once.
+ * operator may also point at a folder of them.  Every transaction of a
+ * migrator takes a transaction-scoped advisory lock, so two started at once
+ * apply each file once, and migrate works through a pooler in transaction
+ * mode (PgBouncer) as well as directly.
  */
 #ifndef PD_MIGRATE_H
 #define PD_MIGRATE_H

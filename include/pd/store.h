@@ -24,7 +24,7 @@ typedef struct pd_store pd_store_t;
 
 typedef struct pd_store_config {
     const char *conninfo; /* borrowed; must outlive the store */
-    bool async_commit;    /* SET synchronous_commit = off (not durable on a crash) */
+    bool async_commit;    /* SET LOCAL synchronous_commit = off (not durable on a crash) */
     int retry_budget_ms;  /* give a batch up after retrying this long (default 120000) */
 } pd_store_config_t;
 

@@ -172,7 +172,7 @@ int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *re
 {
     PGresult *res = NULL;
     const char *params[] = {tenant, key_id};
-    int rc = tenant != NULL ? pd_db_begin_tenant(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
+    int rc = tenant != NULL ? pd_db_begin_tenant(db, tenant, err) : pd_db_begin(db, err);
     if (rc < 0)
         return rc;
     rc = pd_db_query(db, SQL_REVOKE, 2, params, &res, err);
@@ -191,7 +191,7 @@ int pd_keys_list(pd_db_t *db, const char *tenant, pd_key_row_t **rows, size_t *n
     pd_key_row_t *out = NULL;
     char *strings = NULL;
     *rows = NULL;
-    int rc = tenant != NULL ? pd_db_begin_tenant(db, tenant, err) : pd_db_exec(db, "BEGIN", err);
+    int rc = tenant != NULL ? pd_db_begin_tenant(db, tenant, err) : pd_db_begin(db, err);
     if (rc < 0)
         return rc;
     rc = pd_db_query(db, SQL_LIST, 1, &tenant, &res, err);

@@ -5,8 +5,16 @@
  * success from failure and classifies the failure (retry, connection lost,
  * other), and every transaction ends in pd_db_end().  Runs on the thread
  * that owns the pd_db_t.
+ *
+ * Nothing here leaves state on the server session beyond a transaction: no
+ * named prepared statements, no session SET.  That is what makes patternd
+ * safe behind PgBouncer in transaction pooling, where each transaction may
+ * run on another server connection (and the next client inherits whatever
+ * a session left there).
  */
 #include "pd/db.h"
+
+#include "pd/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +35,7 @@ static const char SQL_BYPASS[] =
 
 struct pd_db {
     PGconn *conn;
+    bool async_commit; /* SET LOCAL synchronous_commit = off in each transaction */
 };
 
 const char *pd_db_conninfo(const char *flag_value)
@@ -76,6 +85,22 @@ PGconn *pd_db_conn(pd_db_t *db)
     return db->conn;
 }
 
+/*
+ * The internal errors (XX000, with no SQLSTATE of their own) by which Citus
+ * reports a connection to a worker node lost inside a transaction or during
+ * its COMMIT (remote_transaction.c, transaction_management.c).  The message
+ * is the only way to tell them from a real internal error.
+ */
+static bool citus_connection_lost(const PGresult *res)
+{
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (msg == NULL)
+        return false;
+    return strncmp(msg, "failure on connection marked as essential", 41) == 0 ||
+           (strncmp(msg, "could not commit transaction", 28) == 0 &&
+            strstr(msg, " active node") != NULL);
+}
+
 int pd_db_classify(pd_db_t *db, const PGresult *res)
 {
     if (PQstatus(db->conn) != CONNECTION_OK)
@@ -85,9 +110,14 @@ int pd_db_classify(pd_db_t *db, const PGresult *res)
         return PD_ECONN; /* no answer at all: the connection broke */
     if (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0)
         return PD_ERETRY;
-    /* Class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash, cannot connect now).
+    /*
+     * Class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash,
+     * cannot connect now), whether about this connection or passed through by
+     * a Citus coordinator from a worker node.
      */
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+        return PD_ECONN;
+    if (strcmp(state, "XX000") == 0 && citus_connection_lost(res))
         return PD_ECONN;
     return PD_EDB;
 }
@@ -130,18 +160,11 @@ int pd_db_exec(pd_db_t *db, const char *sql, pd_error_t *err)
     return check(db, PQexec(db->conn, sql), NULL, NULL, err);
 }
 
-int pd_db_prepare(pd_db_t *db, const char *name, const char *sql, int nparams, pd_error_t *err)
+int pd_db_run(pd_db_t *db, const pd_db_statement_t *st, const char *const *params, PGresult **out,
+              pd_error_t *err)
 {
-    char what[128];
-    snprintf(what, sizeof(what), "preparing %s", name);
-    return check(db, PQprepare(db->conn, name, sql, nparams, NULL), NULL, what, err);
-}
-
-int pd_db_query_prepared(pd_db_t *db, const char *name, int nparams, const char *const *params,
-                         PGresult **out, pd_error_t *err)
-{
-    return check(db, PQexecPrepared(db->conn, name, nparams, params, NULL, NULL, 0), out, name,
-                 err);
+    return check(db, PQexecParams(db->conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0), out,
+                 st->name, err);
 }
 
 void pd_db_result_free(PGresult *res)
@@ -149,19 +172,56 @@ void pd_db_result_free(PGresult *res)
     PQclear(res);
 }
 
+void pd_db_set_async_commit(pd_db_t *db, bool on)
+{
+    db->async_commit = on;
+}
+
+static const char SQL_ASYNC[] = "; SET LOCAL synchronous_commit = off";
+
 int pd_db_begin_tenant(pd_db_t *db, const char *tenant, pd_error_t *err)
 {
-    int rc = pd_db_exec(db, "BEGIN", err);
-    if (rc < 0)
-        return rc;
-    rc = pd_db_query(db, PD_SQL_SET_TENANT, 1, &tenant, NULL, err);
+    /*
+     * SET takes no bind parameter, so the tenant goes in as a literal quoted
+     * by libpq for this connection's encoding and settings.  The order
+     * matters on Citus: only SETs after propagate_set_commands = 'local'
+     * reach the worker nodes.
+     */
+    char *literal = PQescapeLiteral(db->conn, tenant, strlen(tenant));
+    if (literal == NULL) {
+        int rc = pd_db_classify(db, NULL);
+        pd_error_set(err, rc == PD_ECONN ? rc : PD_EINVAL, 0, "tenant_id",
+                     "cannot quote the tenant: %s", PQerrorMessage(db->conn));
+        if (err)
+            chomp(err->message);
+        return rc == PD_ECONN ? rc : PD_EINVAL;
+    }
+    pd_buf_t sql = {0};
+    PD_BUF_LIT(&sql, "BEGIN; SET LOCAL citus.propagate_set_commands = 'local';"
+                     " SET LOCAL patternd.tenant = ");
+    pd_buf_puts(&sql, literal);
+    PQfreemem(literal);
+    if (db->async_commit)
+        pd_buf_put(&sql, SQL_ASYNC, sizeof(SQL_ASYNC) - 1);
+    pd_buf_put(&sql, "", 1);
+    int rc = sql.failed ? pd_error_set(err, PD_ENOMEM, 0, "", "out of memory")
+                        : check(db, PQexec(db->conn, sql.data), NULL,
+                                "beginning the tenant's transaction", err);
+    pd_buf_close(&sql);
+    /* A failure after BEGIN leaves an aborted transaction open: end it. */
     return rc < 0 ? pd_db_end(db, rc, err) : PD_OK;
+}
+
+int pd_db_begin(pd_db_t *db, pd_error_t *err)
+{
+    return pd_db_exec(db, db->async_commit ? "BEGIN; SET LOCAL synchronous_commit = off" : "BEGIN",
+                      err);
 }
 
 int pd_db_end(pd_db_t *db, int rc, pd_error_t *err)
 {
     if (rc < 0) {
-        if (rc != PD_ECONN)
+        if (pd_db_connected(db))
             pd_db_exec(db, "ROLLBACK", NULL);
         return rc;
     }

@@ -1,11 +1,20 @@
 /*
  * Schema migrations; see include/pd/migrate.h.
  *
- * Concurrency: the whole run holds pg_advisory_lock(PD_MIGRATE_LOCK), taken
- * before schema_migrations is even created, so concurrent migrators queue up
- * and each later one finds the files already recorded.  Each file runs in
- * its own transaction together with the row that records it, so a failed
- * file leaves neither its changes nor its record.
+ * Concurrency: every transaction of a run takes
+ * pg_advisory_xact_lock(PD_MIGRATE_LOCK) first: the one that creates
+ * schema_migrations and checks the recorded checksums, then one per pending
+ * file, which re-reads under the lock whether that file was recorded
+ * meanwhile (by a migrator started at the same moment) before applying it.
+ * So concurrent migrators queue up file by file and each file is applied
+ * once.  Each file runs in its own transaction together with the row that
+ * records it, so a failed file leaves neither its changes nor its record.
+ *
+ * The lock is transaction-scoped, not a session lock, so that migrate is
+ * safe through PgBouncer in transaction pooling: a session lock taken in
+ * one transaction and released in another may be released on a different
+ * server connection than it was taken on, and stay held for ever by the
+ * first.  The lock is released by COMMIT or ROLLBACK, whatever happens.
  */
 #include "pd/migrate.h"
 
@@ -17,8 +26,7 @@
 
 #define PD_MIGRATE_LOCK "7021946411"
 
-static const char SQL_LOCK[] = "SELECT pg_advisory_lock(" PD_MIGRATE_LOCK ")";
-static const char SQL_UNLOCK[] = "SELECT pg_advisory_unlock(" PD_MIGRATE_LOCK ")";
+static const char SQL_BEGIN_LOCKED[] = "BEGIN; SELECT pg_advisory_xact_lock(" PD_MIGRATE_LOCK ")";
 static const char SQL_CREATE[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
                                  " version text PRIMARY KEY,"
                                  " checksum text NOT NULL,"
@@ -27,6 +35,7 @@ static const char SQL_APPLIED[] =
     "SELECT version, checksum, to_char(applied_at, 'YYYY-MM-DD HH24:MI:SSOF')"
     " FROM schema_migrations ORDER BY version";
 static const char SQL_EXISTS[] = "SELECT to_regclass('schema_migrations') IS NOT NULL";
+static const char SQL_APPLIED_ONE[] = "SELECT checksum FROM schema_migrations WHERE version = $1";
 static const char SQL_RECORD[] =
     "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)";
 
@@ -161,52 +170,83 @@ static int find_applied(const PGresult *applied, const char *name)
     return -1;
 }
 
+/* The error for an applied file whose text changed since. */
+static int changed_error(const pd_migration_t *m, const char *sum, const char *recorded,
+                         pd_error_t *err)
+{
+    return pd_error_set(err, PD_ECONFLICT, 0, "",
+                        "migration %s was changed after it was applied (checksum %.12s..., "
+                        "recorded %.12s...); add a new migration instead of editing it",
+                        m->name, sum, recorded);
+}
+
+/*
+ * Applies m in one transaction under the lock, unless it was recorded
+ * meanwhile.  *applied is set when it was applied now.
+ */
+static int apply_one(pd_db_t *db, const pd_migration_t *m, bool *applied, pd_error_t *err)
+{
+    PGresult *recorded = NULL;
+    char sum[65];
+    checksum_hex(m, sum);
+    const char *params[] = {m->name, sum};
+    *applied = false;
+    int rc = pd_db_exec(db, SQL_BEGIN_LOCKED, err);
+    if (rc < 0)
+        return pd_db_end(db, rc, err);
+    if ((rc = pd_db_query(db, SQL_APPLIED_ONE, 1, params, &recorded, err)) < 0)
+        return pd_db_end(db, rc, err);
+    if (PQntuples(recorded) > 0) { /* another migrator applied it while we waited */
+        if (strcmp(PQgetvalue(recorded, 0, 0), sum) != 0)
+            rc = changed_error(m, sum, PQgetvalue(recorded, 0, 0), err);
+        pd_db_result_free(recorded);
+        return pd_db_end(db, rc, err);
+    }
+    pd_db_result_free(recorded);
+    if ((rc = pd_db_exec(db, m->sql, err)) == 0)
+        rc = pd_db_query(db, SQL_RECORD, 2, params, NULL, err);
+    if ((rc = pd_db_end(db, rc, err)) < 0) {
+        char reason[PD_MESSAGE_MAX];
+        snprintf(reason, sizeof(reason), "%s", err ? err->message : "");
+        return pd_error_set(err, rc, 0, "", "migration %s failed: %s", m->name, reason);
+    }
+    *applied = true;
+    return PD_OK;
+}
+
 int pd_migrate_apply(pd_db_t *db, const pd_migration_set_t *set, FILE *log, pd_error_t *err)
 {
     PGresult *applied = NULL;
     int rc;
 
-    if ((rc = pd_db_exec(db, SQL_LOCK, err)) < 0)
-        return rc;
-    if ((rc = pd_db_exec(db, SQL_CREATE, err)) < 0 ||
-        (rc = pd_db_query(db, SQL_APPLIED, 0, NULL, &applied, err)) < 0)
+    /* Create the table and refuse, before changing anything, if an applied file was edited. */
+    if ((rc = pd_db_exec(db, SQL_BEGIN_LOCKED, err)) < 0 ||
+        (rc = pd_db_exec(db, SQL_CREATE, err)) < 0 ||
+        (rc = pd_db_query(db, SQL_APPLIED, 0, NULL, &applied, err)) < 0) {
+        pd_db_end(db, rc, err);
         goto done;
-
-    /* Refuse before changing anything if an applied file was edited. */
-    for (size_t i = 0; i < set->count; i++) {
+    }
+    for (size_t i = 0; i < set->count && rc == PD_OK; i++) {
         int row = find_applied(applied, set->items[i].name);
         char sum[65];
         checksum_hex(&set->items[i], sum);
-        if (row >= 0 && strcmp(PQgetvalue(applied, row, 1), sum) != 0) {
-            rc = pd_error_set(err, PD_ECONFLICT, 0, "",
-                              "migration %s was changed after it was applied (checksum %.12s..., "
-                              "recorded %.12s...); add a new migration instead of editing it",
-                              set->items[i].name, sum, PQgetvalue(applied, row, 1));
-            goto done;
-        }
+        if (row >= 0 && strcmp(PQgetvalue(applied, row, 1), sum) != 0)
+            rc = changed_error(&set->items[i], sum, PQgetvalue(applied, row, 1), err);
     }
+    if ((rc = pd_db_end(db, rc, err)) < 0)
+        goto done;
 
     size_t done_count = 0;
     for (size_t i = 0; i < set->count; i++) {
         const pd_migration_t *m = &set->items[i];
+        bool now = false;
         if (find_applied(applied, m->name) >= 0)
             continue;
-        char sum[65];
-        checksum_hex(m, sum);
-        const char *params[] = {m->name, sum};
-        if ((rc = pd_db_exec(db, "BEGIN", err)) < 0)
+        if ((rc = apply_one(db, m, &now, err)) < 0)
             goto done;
-        if ((rc = pd_db_exec(db, m->sql, err)) == 0)
-            rc = pd_db_query(db, SQL_RECORD, 2, params, NULL, err);
-        if ((rc = pd_db_end(db, rc, err)) < 0) {
-            char reason[PD_MESSAGE_MAX];
-            snprintf(reason, sizeof(reason), "%s", err ? err->message : "");
-            pd_error_set(err, rc, 0, "", "migration %s failed: %s", m->name, reason);
-            goto done;
-        }
-        if (log != NULL)
+        if (now && log != NULL)
             fprintf(log, "applied %s\n", m->name);
-        done_count++;
+        done_count += now;
     }
     if (log != NULL)
         fprintf(log, "schema is up to date: %zu applied now, %zu in all\n", done_count, set->count);
@@ -214,7 +254,6 @@ int pd_migrate_apply(pd_db_t *db, const pd_migration_set_t *set, FILE *log, pd_e
 
 done:
     pd_db_result_free(applied);
-    pd_db_exec(db, SQL_UNLOCK, NULL);
     return rc;
 }
 

@@ -6,7 +6,8 @@
  * patternd.tenant, which the row-level security policies check).  One
  * transaction per batch, in these statements:
  *
- *  0. TENANT: set_config('patternd.tenant', tenant, true).
+ *  0. TENANT: BEGIN and SET LOCAL patternd.tenant (pd_db_begin_tenant,
+ *     which says why SET LOCAL and how it reaches Citus's worker nodes).
  *  1. CLAIM: insert every distinct (tenant_id, workflow_id) of the batch into
  *     `workflows` with the batch's random token, ON CONFLICT DO NOTHING.  The
  *     rows that come back are the batch's new workflows; the rest were
@@ -29,6 +30,14 @@
  * needs them is the one that guarantees them; pd_store_write checks
  * them.  Detection (what to write) is the writer's, src/worker/writer.c.
  *
+ * Every statement is sent unnamed (pd_db_run) and every setting is SET
+ * LOCAL, so consecutive transactions may run on different server
+ * connections: the store works through PgBouncer in transaction pooling.
+ * On Citus, each transaction touches one tenant and so one shard group on
+ * one worker node; Citus commits it there in one phase, so an attempt
+ * either committed on that node or did not, and the lost-commit check
+ * below settles which.
+ *
  * Threads: a store is used by the one writer thread that created it.
  *
  * Retries: a deadlock or serialization failure (40P01, 40001) rolls back and
@@ -50,7 +59,8 @@
 #include "pd/buf.h"
 #include "pd/db.h"
 
-static const char SQL_CLAIM[] =
+static const pd_db_statement_t SQL_CLAIM = {
+    "pd_claim",
     "WITH claimed AS ("
     " INSERT INTO workflows (tenant_id, workflow_id, batch_token)"
     " SELECT $1, u.w, $3 FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
@@ -58,14 +68,24 @@ static const char SQL_CLAIM[] =
     " ON CONFLICT DO NOTHING"
     " RETURNING workflow_id)"
     " SELECT u.i FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
-    " JOIN claimed c ON c.workflow_id = u.w";
+    " JOIN claimed c ON c.workflow_id = u.w",
+    3};
 
 /*
  * The occurrences arrive sorted by (signature, input order), with `first`
  * set on the first of each signature: that workflow's characteristics
  * become the pattern's typical input when the pattern is new.
+ *
+ * Two details are there for Citus, where the statement runs on a worker
+ * node: last_seen takes EXCLUDED.last_seen (the column's default, now(),
+ * evaluated for the proposed row) because Citus refuses functions that are
+ * not IMMUTABLE in DO UPDATE SET; and the occurrences INSERT ... SELECT has
+ * a RETURNING, without which Citus writes its rows into the shards with
+ * COPY, which PostgreSQL refuses under row-level security (the service
+ * role), while with it they go through INSERT.
  */
-static const char SQL_PATTERNS[] =
+static const pd_db_statement_t SQL_PATTERNS = {
+    "pd_patterns",
     "WITH occ AS ("
     " SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::numeric[],"
     "  $6::bigint[], $7::int[], $8::bigint[], $9::bigint[], $10::jsonb[], $11::bool[])"
@@ -97,21 +117,28 @@ static const char SQL_PATTERNS[] =
     "  sum_retry = p.sum_retry + EXCLUDED.sum_retry,"
     "  first_event_at = least(p.first_event_at, EXCLUDED.first_event_at),"
     "  last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),"
-    "  last_seen = now()"
+    "  last_seen = EXCLUDED.last_seen"
     " RETURNING p.id, p.pattern_signature, (p.xmax = 0) AS created"
     "), occurrences AS ("
     " INSERT INTO pattern_occurrences (tenant_id, pattern_id, workflow_id,"
     "  matched_characteristics)"
     " SELECT $1, up.id, o.workflow_id, o.chars"
-    " FROM occ o JOIN up ON up.pattern_signature = o.sig)"
-    " SELECT count(*) FILTER (WHERE created) FROM up";
+    " FROM occ o JOIN up ON up.pattern_signature = o.sig"
+    " RETURNING 1)"
+    " SELECT count(*) FILTER (WHERE created) FROM up",
+    12};
 
 /* After a lost connection: which of the batch's workflows did an earlier attempt commit? */
-static const char SQL_CHECK[] = "SELECT u.i FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
-                                " JOIN workflows w ON w.tenant_id = $1 AND w.workflow_id = u.w"
-                                " WHERE w.batch_token = $3";
-static const char SQL_CHECK_NEW[] = "SELECT count(*) FROM operation_patterns"
-                                    " WHERE tenant_id = $1 AND created_batch = $2";
+static const pd_db_statement_t SQL_CHECK = {
+    "pd_check",
+    "SELECT u.i FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
+    " JOIN workflows w ON w.tenant_id = $1 AND w.workflow_id = u.w"
+    " WHERE w.batch_token = $3",
+    3};
+static const pd_db_statement_t SQL_CHECK_NEW = {"pd_check_new",
+                                                "SELECT count(*) FROM operation_patterns"
+                                                " WHERE tenant_id = $1 AND created_batch = $2",
+                                                2};
 
 /* A PostgreSQL array literal being built, e.g. {"a","b",NULL}. */
 typedef struct pg_array {
@@ -244,7 +271,7 @@ static void sleep_ms(double ms)
     nanosleep(&ts, NULL);
 }
 
-/* Connects and prepares the statements, unless already connected. */
+/* Connects, unless already connected. */
 static int ensure_connected(pd_store_t *s, pd_error_t *err)
 {
     if (s->db != NULL && pd_db_connected(s->db))
@@ -254,22 +281,7 @@ static int ensure_connected(pd_store_t *s, pd_error_t *err)
     int rc = pd_db_connect(s->cfg.conninfo, &s->db, err);
     if (rc < 0)
         return rc;
-    static const struct {
-        const char *name, *sql;
-        int nparams;
-    } statements[] = {
-        {"pd_tenant", PD_SQL_SET_TENANT, 1}, {"pd_claim", SQL_CLAIM, 3},
-        {"pd_patterns", SQL_PATTERNS, 12},   {"pd_check", SQL_CHECK, 3},
-        {"pd_check_new", SQL_CHECK_NEW, 2},
-    };
-    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
-        rc =
-            pd_db_prepare(s->db, statements[i].name, statements[i].sql, statements[i].nparams, err);
-        if (rc < 0)
-            return rc;
-    }
-    if (s->cfg.async_commit && (rc = pd_db_exec(s->db, "SET synchronous_commit = off", err)) < 0)
-        return rc;
+    pd_db_set_async_commit(s->db, s->cfg.async_commit);
     return PD_OK;
 }
 
@@ -427,7 +439,7 @@ static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant
 {
     PGresult *res = NULL;
     const char *check[] = {tenant, s->keys.buf.data, token};
-    int rc = pd_db_query_prepared(s->db, "pd_check", 3, check, &res, err);
+    int rc = pd_db_run(s->db, &SQL_CHECK, check, &res, err);
     if (rc < 0)
         return rc;
     if (PQntuples(res) == 0) {
@@ -437,7 +449,7 @@ static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant
     mark_new(s, res);
     pd_db_result_free(res);
     const char *check_new[] = {tenant, token};
-    if ((rc = pd_db_query_prepared(s->db, "pd_check_new", 2, check_new, &res, err)) < 0)
+    if ((rc = pd_db_run(s->db, &SQL_CHECK_NEW, check_new, &res, err)) < 0)
         return rc;
     batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
     pd_db_result_free(res);
@@ -460,10 +472,8 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     if ((rc = ensure_connected(s, err)) < 0)
         return rc;
     double t0 = now_ms();
-    if ((rc = pd_db_exec(s->db, "BEGIN", err)) < 0)
+    if ((rc = pd_db_begin_tenant(s->db, tenant, err)) < 0)
         return rc;
-    if ((rc = pd_db_query_prepared(s->db, "pd_tenant", 1, &tenant, NULL, err)) < 0)
-        goto fail;
 
     if (batch->attempts > 1) {
         /* The connection was lost: did an earlier attempt commit before that? */
@@ -474,7 +484,7 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     }
 
     const char *claim[] = {tenant, s->keys.buf.data, token};
-    if ((rc = pd_db_query_prepared(s->db, "pd_claim", 3, claim, &res, err)) < 0)
+    if ((rc = pd_db_run(s->db, &SQL_CLAIM, claim, &res, err)) < 0)
         goto fail;
     mark_new(s, res);
     pd_db_result_free(res);
@@ -492,7 +502,7 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
         for (int a = 0; a < A_COUNT; a++)
             params[1 + a] = s->occ[a].buf.data;
         params[11] = token;
-        if ((rc = pd_db_query_prepared(s->db, "pd_patterns", 12, params, &res, err)) < 0)
+        if ((rc = pd_db_run(s->db, &SQL_PATTERNS, params, &res, err)) < 0)
             goto fail;
         batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
         pd_db_result_free(res);
