@@ -20,6 +20,35 @@
 #define PD_RECORD_MAX_DEFAULT (1024 * 1024)
 #define PD_DURATION_MAX_MS (31536000LL * 1000) /* one year */
 
+/*
+ * Bounds on a record's numbers (issue 9), far beyond any real workflow, so
+ * that whatever is stored, the statistics read back fit their types for any
+ * number n of occurrences a pattern can have (occurrence_count is a bigint,
+ * n < 2^63):
+ *
+ * - total_tokens <= 10^12 (a million times a 1M-token context window).
+ *   avg_tokens_with_llm <= the largest value, so it fits its bigint column;
+ *   and 10^12 < 2^53, so the averages are exact even for a JSON reader that
+ *   holds every number as a double (JavaScript).
+ * - actual_cost_total <= 10^9 US dollars.  avg_cost_with_llm <= 10^9, and
+ *   potential_monthly_savings <= 0.95 * 10^9 * n < 10^28: far inside a
+ *   double (10^308), which is what readers convert to.
+ * - retry_count and error_count <= 10^9 each (a retry a second for 31
+ *   years).  sum_retry is a numeric, exact at any n; error_count is only
+ *   kept in the characteristics JSON, exact as a double.
+ *
+ * The sums are PostgreSQL numeric (no overflow); the variance test is
+ * numeric too (durations are bounded to a year above).
+ */
+#define PD_TOTAL_TOKENS_MAX 1000000000000LL
+#define PD_COST_MAX 1e9
+#define PD_COST_MAX_TEXT "1000000000" /* PD_COST_MAX as rejection messages print it */
+#define PD_RETRY_COUNT_MAX 1000000000LL
+#define PD_ERROR_COUNT_MAX 1000000000LL
+
+/* Bytes of input a rejection message quotes, escaped (e.g. a bad start_time). */
+#define PD_QUOTE_MAX 96
+
 /* A text field: ptr is NULL when the field was absent or null. */
 typedef struct pd_text {
     const char *ptr; /* NUL-terminated, valid UTF-8, owned by the record */

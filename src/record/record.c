@@ -20,8 +20,13 @@
  * whole batch), so every key and string is checked again with
  * pd_utf8_valid() (utf8.c).
  *
- * After the parse, each known field is checked for its JSON type and range;
- * unknown fields are ignored.  Every rejection names the line and the field.
+ * After the parse, each known field is checked for its JSON type and range
+ * (the bounds in record.h keep every statistic computed from the numbers
+ * within what its readers can hold); unknown fields are ignored.  Every
+ * rejection names the line and the field.  Where a message quotes input (a
+ * bad start_time, a key), the quote is escaped and cut on a character
+ * boundary (pd_error_escape()), so that a message is always valid UTF-8 and
+ * never carries control characters to a terminal.
  * The accepted record copies its strings into one heap block, so it no
  * longer depends on the line and moving it to a worker thread is a struct
  * copy.
@@ -93,12 +98,8 @@ static int bad_utf8(parse_t *p, const unsigned char *key, size_t len)
 {
     if (!p->has_bad_utf8) {
         p->has_bad_utf8 = true;
-        size_t n = len < sizeof(p->bad_utf8) - 1 ? len : sizeof(p->bad_utf8) - 1;
-        memcpy(p->bad_utf8, key, n);
-        p->bad_utf8[n] = '\0';
-        /* A key that is itself not UTF-8 is not printed back. */
-        if (!pd_utf8_valid(p->bad_utf8, n))
-            p->bad_utf8[0] = '\0';
+        /* Printed back escaped: a key may hold control characters or bytes that are not UTF-8. */
+        pd_error_escape(p->bad_utf8, sizeof(p->bad_utf8), (const char *)key, len, false);
     }
     return 0;
 }
@@ -207,7 +208,7 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
         }
     }
     /* Kept only for the message should this field's value turn out not to be UTF-8. */
-    size_t n = len < sizeof(p->key) - 1 ? len : sizeof(p->key) - 1;
+    size_t n = pd_utf8_cut((const char *)key, len, sizeof(p->key) - 1);
     memcpy(p->key, key, n);
     p->key[n] = '\0';
     return 1;
@@ -320,8 +321,12 @@ static bool is_integer_text(const char *s)
     return strpbrk(s, ".eE") == NULL;
 }
 
-/* Checks an optional non-negative number; absent or null counts as 0. */
-static int get_number(const parse_t *p, int f, long line, double *out, pd_error_t *err)
+/*
+ * Checks an optional number in [0, max] (max_text: max as the message says
+ * it); absent or null counts as 0.
+ */
+static int get_number(const parse_t *p, int f, double max, const char *max_text, long line,
+                      double *out, pd_error_t *err)
 {
     const slot_t *slot = &p->slots[f];
     *out = 0;
@@ -331,22 +336,23 @@ static int get_number(const parse_t *p, int f, long line, double *out, pd_error_
         return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
                             "expected a number or null, got %s", kind_name(slot->kind));
     double d = number_value(slot_text(p, slot));
-    if (!isfinite(d) || (errno == ERANGE && fabs(d) > 1.0))
-        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
-                            "number out of range for 64-bit storage: %.40s", slot_text(p, slot));
     if (d < 0)
-        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "must not be negative, got %s",
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "must not be negative, got %.40s",
                             slot_text(p, slot));
+    if (!isfinite(d) || (errno == ERANGE && fabs(d) > 1.0) || d > max)
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
+                            "out of range: at most %s, got %.40s", max_text, slot_text(p, slot));
     *out = d;
     return PD_OK;
 }
 
 /*
- * Checks an optional non-negative integer; absent or null counts as 0.  A
+ * Checks an optional integer in [0, max]; absent or null counts as 0.  A
  * number with a zero fraction (1234.0, as some table exports write integers)
  * is accepted; one with a fraction is not.
  */
-static int get_integer(const parse_t *p, int f, long line, int64_t *out, pd_error_t *err)
+static int get_integer(const parse_t *p, int f, int64_t max, long line, int64_t *out,
+                       pd_error_t *err)
 {
     const slot_t *slot = &p->slots[f];
     *out = 0;
@@ -357,23 +363,23 @@ static int get_integer(const parse_t *p, int f, long line, int64_t *out, pd_erro
                             "expected an integer or null, got %s", kind_name(slot->kind));
     const char *text = slot_text(p, slot);
     if (text[0] == '-' && strspn(text + 1, "0.eE+-") != strlen(text + 1))
-        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "must not be negative, got %s",
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "must not be negative, got %.40s",
                             text);
     if (is_integer_text(text)) {
         errno = 0;
         long long v = strtoll(text, NULL, 10);
-        if (errno == ERANGE)
+        if (errno == ERANGE || v > max)
             return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
-                                "number out of range for 64-bit storage: %.40s", text);
+                                "out of range: at most %lld, got %.40s", (long long)max, text);
         *out = v < 0 ? 0 : v; /* "-0" */
         return PD_OK;
     }
     double d = number_value(text);
-    if (!isfinite(d) || d >= 9223372036854775808.0)
+    if (!isfinite(d) || d > (double)max)
         return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f],
-                            "number out of range for 64-bit storage: %.40s", text);
+                            "out of range: at most %lld, got %.40s", (long long)max, text);
     if (d != floor(d))
-        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "expected an integer, got %s",
+        return pd_error_set(err, PD_EINVAL, line, FIELD_NAMES[f], "expected an integer, got %.40s",
                             text);
     *out = d < 0 ? 0 : (int64_t)d;
     return PD_OK;
@@ -512,16 +518,20 @@ int pd_record_parse(const char *line, size_t len, long line_no, const char *defa
         (rc = get_text(&p, F_WORKFLOW_TEMPLATE, line_no, &out->workflow_template, err)) < 0 ||
         (rc = get_text(&p, F_ERROR_MESSAGE, line_no, &out->error_message, err)) < 0 ||
         (rc = get_text(&p, F_START_TIME, line_no, &start, err)) < 0 ||
-        (rc = get_integer(&p, F_ERROR_COUNT, line_no, &out->error_count, err)) < 0 ||
-        (rc = get_integer(&p, F_RETRY_COUNT, line_no, &out->retry_count, err)) < 0 ||
-        (rc = get_integer(&p, F_TOTAL_TOKENS, line_no, &out->total_tokens, err)) < 0 ||
-        (rc = get_number(&p, F_DURATION_SECONDS, line_no, &duration, err)) < 0 ||
-        (rc = get_number(&p, F_ACTUAL_COST_TOTAL, line_no, &out->cost, err)) < 0)
+        (rc = get_integer(&p, F_ERROR_COUNT, PD_ERROR_COUNT_MAX, line_no, &out->error_count, err)) <
+            0 ||
+        (rc = get_integer(&p, F_RETRY_COUNT, PD_RETRY_COUNT_MAX, line_no, &out->retry_count, err)) <
+            0 ||
+        (rc = get_integer(&p, F_TOTAL_TOKENS, PD_TOTAL_TOKENS_MAX, line_no, &out->total_tokens,
+                          err)) < 0 ||
+        (rc = get_number(&p, F_DURATION_SECONDS, INFINITY, "", line_no, &duration, err)) < 0 ||
+        (rc = get_number(&p, F_ACTUAL_COST_TOTAL, PD_COST_MAX, PD_COST_MAX_TEXT, line_no,
+                         &out->cost, err)) < 0)
         goto fail;
 
     if (duration > PD_DURATION_MAX_MS / 1000) {
         rc = pd_error_set(err, PD_EINVAL, line_no, "duration_seconds",
-                          "more than one year (31536000 s), got %s",
+                          "more than one year (31536000 s), got %.40s",
                           slot_text(&p, &p.slots[F_DURATION_SECONDS]));
         goto fail;
     }
@@ -529,8 +539,11 @@ int pd_record_parse(const char *line, size_t len, long line_no, const char *defa
 
     if (start.ptr != NULL) {
         if (pd_timestamp_parse(start.ptr, start.len, &out->start_time_us) < 0) {
+            char quoted[PD_QUOTE_MAX];
+            size_t shown = pd_error_escape(quoted, sizeof(quoted), start.ptr, start.len, true);
             rc = pd_error_set(err, PD_EINVAL, line_no, "start_time",
-                              "not an ISO-8601 timestamp: \"%.64s\"", start.ptr);
+                              "not an ISO-8601 timestamp: \"%s\"%s", quoted,
+                              shown < start.len ? "..." : "");
             goto fail;
         }
         out->has_start_time = true;

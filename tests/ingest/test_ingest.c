@@ -384,3 +384,125 @@ Test(report, tenant_report_works_under_row_level_security)
     free(svc);
     free(url);
 }
+
+/* --- rejects never stop ingestion (issue 9) ---------------------------------------------- */
+
+/* Writes data to a new temporary file; returns its path (malloc'd). */
+static char *temp_file(const char *data)
+{
+    char *path = strdup("/tmp/pd-i9-XXXXXX");
+    int fd = mkstemp(path);
+    close(fd);
+    pdt_write_file(path, data, strlen(data));
+    return path;
+}
+
+/*
+ * Ingests the NDJSON text input with --rejects into url; asserts exit 0 and the processed and
+ * rejected counts.  Returns the rejects file's content (malloc'd).
+ */
+static char *ingest_text(const char *url, const char *input, long processed, long rejected)
+{
+    char *in = temp_file(input);
+    char *rejects = temp_file("");
+    char args[1024];
+    snprintf(args, sizeof(args), "--rejects '%s' '%s'", rejects, in);
+    int status;
+    char *out = pdt_ingest(url, args, &status);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert_eq(pdt_summary_value(out, "processed"), processed, "%s", out);
+    cr_assert_eq(pdt_summary_value(out, "rejected"), rejected, "%s", out);
+    char *rej = pdt_read_file(rejects, NULL);
+    cr_assert_eq((long)pdt_count_lines(rej), rejected, "%s", rej);
+    unlink(in);
+    unlink(rejects);
+    free(out);
+    free(rejects);
+    free(in);
+    return rej;
+}
+
+Test(ingest, reject_cut_inside_a_utf8_character_does_not_stop_the_run)
+{
+    char *url = pdt_new_migrated_database();
+    /* A bad start_time of 63 ASCII bytes and an 'é' (a message cut at 64 bytes split it), then a
+     * good record. */
+    char *rej =
+        ingest_text(url,
+                    "{\"workflow_id\": \"bad\", \"start_time\": "
+                    "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9\"}\n"
+                    "{\"workflow_id\": \"good\", \"nl_input\": \"run the backend tests\","
+                    " \"actual_cost_total\": 0.25}\n",
+                    1, 1);
+    cr_assert_eq(pdt_sql_long(url, "SELECT count(*) FROM workflows WHERE workflow_id = 'good'"), 1);
+    json_error_t jerr;
+    json_t *o = json_loads(rej, 0, &jerr);
+    cr_assert_not_null(o, "not JSON (%s): %s", jerr.text, rej);
+    cr_assert_eq(json_integer_value(json_object_get(o, "line")), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "field")), "start_time");
+    cr_assert_not_null(strstr(json_string_value(json_object_get(o, "error")), "ISO-8601"), "%s",
+                       rej);
+    cr_assert_not_null(strstr(json_string_value(json_object_get(o, "input")), "\xc3\xa9"), "%s",
+                       rej);
+    json_decref(o);
+    free(rej);
+    free(url);
+}
+
+Test(ingest, rejects_on_standard_error_have_control_characters_escaped)
+{
+    char *url = pdt_new_migrated_database();
+    char *input = temp_file("{\"workflow_id\": \"bad\", \"start_time\": "
+                            "\"\\u001b]0;owned\\u0007\\u001b[2J\\nforged: line\"}\n"
+                            "{\"workflow_id\": \"good\"}\n");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' ingest --quiet --db '%s' '%s' 2>&1 >/dev/null", pdt_binary(),
+             url, input);
+    int status;
+    char *err = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0, "%s", err);
+    cr_assert_eq(pdt_count_lines(err), 1, "one line per reject: %s", err);
+    cr_assert_not_null(strstr(err, "\\u001b]0;owned\\u0007\\u001b[2J\\nforged: line"), "%s", err);
+    for (const char *p = err; *p; p++)
+        cr_assert((unsigned char)*p >= 0x20 || *p == '\n', "control byte 0x%02x in: %s", *p, err);
+    cr_assert_eq(pdt_sql_long(url, "SELECT count(*) FROM workflows"), 1);
+    unlink(input);
+    free(err);
+    free(input);
+    free(url);
+}
+
+Test(ingest, numbers_past_their_bounds_are_rejected_and_stored_sums_stay_readable)
+{
+    char *url = pdt_new_migrated_database();
+    /* Two costs of 1e308 used to be accepted and make every later read overflow. */
+    char *rej = ingest_text(url,
+                            "{\"workflow_id\": \"a\", \"nl_input\": \"run tests\","
+                            " \"actual_cost_total\": 1e308}\n"
+                            "{\"workflow_id\": \"b\", \"nl_input\": \"run tests\","
+                            " \"actual_cost_total\": 1e308}\n"
+                            "{\"workflow_id\": \"c\", \"nl_input\": \"run tests\","
+                            " \"total_tokens\": 1000000000000, \"actual_cost_total\": 1e9}\n"
+                            "{\"workflow_id\": \"d\", \"nl_input\": \"run tests\","
+                            " \"total_tokens\": 1000000000000, \"actual_cost_total\": 1e9,"
+                            " \"retry_count\": 1000000000, \"error_count\": 1000000000}\n",
+                            2, 2);
+    cr_assert_not_null(strstr(rej, "\"field\": \"actual_cost_total\""), "%s", rej);
+    cr_assert_not_null(strstr(rej, "out of range: at most 1000000000"), "%s", rej);
+
+    /* The largest accepted values give statistics that read back exactly. */
+    char *row = pdt_sql_value(url, "SELECT avg_tokens_with_llm || ' ' || avg_cost_with_llm::float8"
+                                   " || ' ' || potential_monthly_savings::float8"
+                                   " FROM operation_patterns");
+    cr_assert_str_eq(row, "1000000000000 1000000000 1900000000");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' report --db '%s' --format csv", pdt_binary(), url);
+    int status;
+    char *csv = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0, "%s", csv);
+    cr_assert_not_null(strstr(csv, ",1000000000000,1000000000,50000000000,50000000,"), "%s", csv);
+    free(csv);
+    free(row);
+    free(rej);
+    free(url);
+}

@@ -10,10 +10,12 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "pd/detect.h"
 #include "pd/jsonw.h"
 #include "pd/record.h"
+#include "pd/utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,6 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = pd_record_parse((const char *)data, size, 1, NULL, &rec, &err);
     if (rc == PD_EINVAL) {
         if (err.line != 1)
+            abort();
+        /* A rejection can always be written as JSON: its field and message are UTF-8. */
+        if (!pd_utf8_valid(err.field, strlen(err.field)) ||
+            !pd_utf8_valid(err.message, strlen(err.message)))
             abort();
         return 0;
     }

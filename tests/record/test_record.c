@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pd/record.h"
+#include "pd/utf8.h"
 #include "support.h"
 
 static int parse(const char *line, pd_record_t *rec, pd_error_t *err)
@@ -217,4 +218,112 @@ Test(timestamp, accepts_rfc3339_variants)
     cr_assert_eq(pd_timestamp_parse("2024-02-29", 10, &us), 0);
     cr_assert_eq(us, 1709164800LL * 1000000);
     cr_assert_eq(pd_timestamp_parse("2023-02-29", 10, &us), PD_EINVAL);
+}
+
+/* --- bounded numbers and safe messages (issue 9) ----------------------------------------- */
+
+static void assert_accepted(const char *line)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    cr_assert_eq(parse(line, &rec, &err), PD_OK, "%s: %s", line, err.message);
+    pd_record_close(&rec);
+}
+
+Test(record, rejects_numbers_past_their_bounds)
+{
+    /* Each bound itself is accepted ... */
+    assert_accepted("{\"id\": \"w\", \"total_tokens\": 1000000000000, \"actual_cost_total\": 1e9,"
+                    " \"retry_count\": 1000000000, \"error_count\": 1000000000}");
+    assert_accepted("{\"id\": \"w\", \"total_tokens\": 1e12, \"retry_count\": 1000000000.0}");
+    /* ... and one past it is rejected, naming the field and the bound. */
+    assert_rejected("{\"id\": \"w\", \"total_tokens\": 1000000000001}", "total_tokens",
+                    "out of range: at most 1000000000000, got 1000000000001");
+    assert_rejected("{\"id\": \"w\", \"total_tokens\": 1.5e12}", "total_tokens", "out of range");
+    assert_rejected("{\"id\": \"w\", \"actual_cost_total\": 1000000000.01}", "actual_cost_total",
+                    "out of range: at most 1000000000, got 1000000000.01");
+    assert_rejected("{\"id\": \"w\", \"actual_cost_total\": 1e308}", "actual_cost_total",
+                    "out of range");
+    assert_rejected("{\"id\": \"w\", \"retry_count\": 1000000001}", "retry_count",
+                    "out of range: at most 1000000000");
+    assert_rejected("{\"id\": \"w\", \"error_count\": 4e9}", "error_count",
+                    "out of range: at most 1000000000");
+    assert_rejected("{\"id\": \"w\", \"error_count\": 9223372036854775807}", "error_count",
+                    "out of range");
+}
+
+Test(record, bad_start_time_message_is_cut_on_a_character_boundary)
+{
+    /* 63 ASCII bytes and an 'é': a cut at 64 bytes would split the 'é'. */
+    char line[256];
+    snprintf(line, sizeof(line), "{\"id\": \"w\", \"start_time\": \"%s\xc3\xa9\"}",
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    pd_record_t rec;
+    pd_error_t err;
+    cr_assert_eq(parse(line, &rec, &err), PD_EINVAL);
+    cr_assert_str_eq(err.field, "start_time");
+    cr_assert(pd_utf8_valid(err.message, strlen(err.message)), "%s", err.message);
+    cr_assert_not_null(strstr(err.message, "not an ISO-8601 timestamp"), "%s", err.message);
+
+    /* Longer input is cut on a boundary too, and says so. */
+    char longer[512];
+    snprintf(longer, sizeof(longer), "{\"id\": \"w\", \"start_time\": \"");
+    for (int i = 0; i < 100; i++)
+        strcat(longer, "\xc3\xa9");
+    strcat(longer, "\"}");
+    cr_assert_eq(parse(longer, &rec, &err), PD_EINVAL);
+    cr_assert(pd_utf8_valid(err.message, strlen(err.message)), "%s", err.message);
+    cr_assert_not_null(strstr(err.message, "\"..."), "%s", err.message);
+}
+
+Test(record, quoted_input_has_control_characters_escaped)
+{
+    pd_record_t rec;
+    pd_error_t err;
+    cr_assert_eq(
+        parse("{\"id\": \"w\", \"start_time\": \"\\u001b]0;owned\\u0007\\\"x\\n\"}", &rec, &err),
+        PD_EINVAL);
+    cr_assert_str_eq(err.field, "start_time");
+    cr_assert_not_null(strstr(err.message, "\"\\u001b]0;owned\\u0007\\\"x\\n\""), "%s",
+                       err.message);
+    for (const char *p = err.message; *p; p++)
+        cr_assert((unsigned char)*p >= 0x20 && *p != 0x7f, "control byte in '%s'", err.message);
+
+    /* A key with control characters whose value is not UTF-8: the key is named, escaped. */
+    cr_assert_eq(parse("{\"id\": \"w\", \"k\\u001b\": \"\xc0\xaf\"}", &rec, &err), PD_EINVAL);
+    cr_assert_str_eq(err.field, "k\\u001b");
+}
+
+Test(error, set_cuts_on_a_character_boundary_and_replaces_bad_bytes)
+{
+    char big[2048] = "";
+    for (int i = 0; i < 600; i++)
+        strcat(big, i % 2 ? "\xc3\xa9" : "a"); /* misaligns 'é' with every possible cut */
+    for (int shift = 0; shift < 4; shift++) {
+        pd_error_t err;
+        cr_assert_eq(pd_error_set(&err, PD_EINVAL, 3, big + shift, "%.*s%s", shift, "xyz", big),
+                     PD_EINVAL);
+        size_t n = strlen(err.message);
+        cr_assert(n < PD_MESSAGE_MAX && n >= PD_MESSAGE_MAX - 4, "%zu", n);
+        cr_assert(pd_utf8_valid(err.message, n), "shift %d", shift);
+        cr_assert(pd_utf8_valid(err.field, strlen(err.field)), "shift %d", shift);
+        cr_assert_eq(err.line, 3);
+    }
+    pd_error_t err;
+    pd_error_set(&err, PD_EINVAL, 1, "f\xff", "bad \xc3 byte \xed\xa0\x80");
+    cr_assert_str_eq(err.field, "f\xef\xbf\xbd");
+    cr_assert_str_eq(err.message, "bad \xef\xbf\xbd byte \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+}
+
+Test(error, escape_makes_any_bytes_printable_and_stops_on_a_boundary)
+{
+    char out[64];
+    const char in[] = "a\"b\\c\n\x1b\x7f\xc2\x85\xff\xc3\xa9";
+    cr_assert_eq(pd_error_escape(out, sizeof(out), in, sizeof(in) - 1, true), sizeof(in) - 1);
+    cr_assert_str_eq(out, "a\\\"b\\\\c\\n\\u001b\\u007f\\u0085\\xff\xc3\xa9");
+    cr_assert_eq(pd_error_escape(out, sizeof(out), in, sizeof(in) - 1, false), sizeof(in) - 1);
+    cr_assert_str_eq(out, "a\"b\\c\\n\\u001b\\u007f\\u0085\\xff\xc3\xa9");
+    /* Room for "ab" and half an 'é': the 'é' is left out whole. */
+    cr_assert_eq(pd_error_escape(out, 4, "ab\xc3\xa9", 4, true), 2);
+    cr_assert_str_eq(out, "ab");
 }
