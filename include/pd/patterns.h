@@ -20,7 +20,8 @@ typedef struct pd_db pd_db_t; /* include/pd/db.h */
 
 /*
  * One row of operation_patterns, with every column of SPEC §3.2.  Times are
- * ISO 8601 in UTC to the microsecond ("2024-05-01T12:00:00.000000Z").
+ * ISO 8601 in UTC to the microsecond ("2024-05-01T12:00:00.000000Z").  The
+ * doubles are always finite (see pd_patterns_number()).
  */
 typedef struct pd_pattern {
     int64_t id;
@@ -54,6 +55,13 @@ typedef struct pd_pattern {
 int pd_patterns_read(pd_db_t *db, const char *tenant, long top, pd_pattern_t **rows, size_t *n,
                      pd_error_t *err);
 void pd_patterns_free(pd_pattern_t *rows);
+
+/*
+ * A number's text as PostgreSQL prints a numeric or float8, as a double:
+ * past the double range (numeric has none) the largest finite double of its
+ * sign, NaN as 0, so that a stored value can always be shown.  Pure.
+ */
+double pd_patterns_number(const char *text);
 
 /*
  * The row as the JSON object of GET /v1/patterns: every column, in table

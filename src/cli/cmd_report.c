@@ -104,6 +104,19 @@ static void float8_text(double d, char out[FLOAT8_TEXT])
         snprintf(out, FLOAT8_TEXT, "%s%.*s.%s", sign, exp + 1, digits, digits + exp + 1);
 }
 
+/*
+ * A money column of the table, width characters: fixed with decimals, or
+ * in exponent form past 10^11, so that a huge stored value (see
+ * db/patterns.c) keeps the table readable instead of printing 309 digits.
+ */
+static void money_text(double v, int width, int decimals, char out[FLOAT8_TEXT])
+{
+    if (fabs(v) < 1e11)
+        snprintf(out, FLOAT8_TEXT, "%*.*f", width, decimals, v);
+    else
+        snprintf(out, FLOAT8_TEXT, "%*.*e", width, width > 12 ? 6 : 4, v);
+}
+
 static void print_table(const pd_pattern_t *rows, size_t n, bool all_tenants)
 {
     if (n == 0) {
@@ -117,9 +130,13 @@ static void print_table(const pd_pattern_t *rows, size_t n, bool all_tenants)
            "avg $ LLM", "avg $ tool", "savings $/mo", "confidence");
     for (size_t i = 0; i < n; i++) {
         const pd_pattern_t *p = &rows[i];
-        printf("%4zu  %-16.16s %-28.28s %8lld %12.4f %12.4f %14.2f %10.0f\n", i + 1, p->tenant_id,
-               p->pattern_signature, (long long)p->occurrence_count, p->avg_cost_with_llm,
-               p->avg_cost_with_tool, p->potential_monthly_savings, p->confidence_score);
+        char llm[FLOAT8_TEXT], tool[FLOAT8_TEXT], savings[FLOAT8_TEXT];
+        money_text(p->avg_cost_with_llm, 12, 4, llm);
+        money_text(p->avg_cost_with_tool, 12, 4, tool);
+        money_text(p->potential_monthly_savings, 14, 2, savings);
+        printf("%4zu  %-16.16s %-28.28s %8lld %s %s %s %10.0f\n", i + 1, p->tenant_id,
+               p->pattern_signature, (long long)p->occurrence_count, llm, tool, savings,
+               p->confidence_score);
     }
 }
 

@@ -3,8 +3,15 @@
  *
  * One statement serves both readers: `patternd report` (every tenant, or
  * one) and GET /v1/patterns (one tenant).  It returns every column of SPEC
- * §3.2 as text that converts without loss: numerics as float8 (what the
- * JSON answers carry), times as ISO 8601 to the microsecond.  Rows are
+ * §3.2 as text, times as ISO 8601 to the microsecond.  The numeric columns
+ * (average costs, savings) come as the numeric's own text and are converted
+ * to double here, not by a ::float8 cast in SQL: a cast fails the whole
+ * statement on a value past the double range (a pattern whose costs were
+ * stored before record.h bounded them, e.g. two costs of 1e308), and one
+ * such row would make every read of the tenant, and every report, fail.
+ * In C such a value becomes the largest finite double of its sign (NaN,
+ * which only hand-written SQL can store, becomes 0), so it still ranks
+ * first and prints as a number in JSON, CSV and the table alike.  Rows are
  * copied out of the PGresult into one allocation, so that callers never
  * see libpq.
  *
@@ -12,6 +19,8 @@
  */
 #include "pd/patterns.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +30,9 @@
 /* $1: the tenant, or NULL for all; $2: the limit, or NULL for none. */
 static const char SQL_PATTERNS[] =
     "SELECT id, tenant_id, pattern_signature, pattern_type, occurrence_count,"
-    " avg_tokens_with_llm, avg_cost_with_llm::float8, avg_tokens_with_tool,"
-    " avg_cost_with_tool::float8, typical_input_pattern::text, automation_status,"
-    " confidence_score, potential_monthly_savings::float8,"
+    " avg_tokens_with_llm, avg_cost_with_llm, avg_tokens_with_tool,"
+    " avg_cost_with_tool, typical_input_pattern::text, automation_status,"
+    " confidence_score, potential_monthly_savings,"
     " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " to_char(last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
     " FROM operation_patterns"
@@ -55,9 +64,20 @@ static int64_t int_at(const PGresult *res, int row, int col)
     return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
+/* A numeric or float8 column as a double: see the note at the top for what cannot be one. */
 static double real_at(const PGresult *res, int row, int col)
 {
-    return strtod(PQgetvalue(res, row, col), NULL);
+    return pd_patterns_number(PQgetvalue(res, row, col));
+}
+
+double pd_patterns_number(const char *text)
+{
+    double d = strtod(text, NULL);
+    if (isnan(d))
+        return 0;
+    if (isinf(d))
+        return copysign(DBL_MAX, d);
+    return d;
 }
 
 static void row_from(const PGresult *res, int i, char **strings, pd_pattern_t *out)
