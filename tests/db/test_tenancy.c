@@ -153,3 +153,69 @@ Test(rls, service_role_sees_and_writes_only_the_tenant_it_set)
     free(svc);
     free(url);
 }
+
+/* --- least privilege (issue 9): the service reads keys, only `patternd keys` writes them -------
+ */
+
+/* Runs sql on c in a transaction scoped to tenant; asserts its SQLSTATE ("" for success). */
+static void expect_sqlstate(PGconn *c, const char *tenant, const char *sql, const char *sqlstate)
+{
+    char set[128];
+    snprintf(set, sizeof(set), "SELECT set_config('patternd.tenant', '%s', true)", tenant);
+    PQclear(run(c, "BEGIN"));
+    PQclear(run(c, set));
+    PGresult *r = run(c, sql);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_assert_str_eq(state ? state : "", sqlstate, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQclear(run(c, "ROLLBACK"));
+}
+
+Test(rls, service_role_reads_api_keys_but_cannot_mint_or_unrevoke)
+{
+    char *url = pdt_new_migrated_database();
+    char *svc = pdt_service_url(url);
+    /* `patternd keys` as the owner still creates and revokes. */
+    char *key = pdt_create_key(url, "acme");
+    char key_id[17];
+    snprintf(key_id, sizeof(key_id), "%.16s", strchr(key, '~') + 1);
+    char cmd[4096];
+    int status;
+    snprintf(cmd, sizeof(cmd), "'%s' keys revoke --tenant acme --db '%s' %s 2>&1", pdt_binary(),
+             url, key_id);
+    char *out = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0, "keys revoke: %s", out);
+    free(out);
+    cr_assert_eq(pdt_sql_long(url, "SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL"),
+                 1);
+    free(pdt_create_key(url, "acme"));
+
+    PGconn *c = PQconnectdb(svc);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    /* Reading under its tenant works: the service authenticates with this. */
+    PQclear(run(c, "BEGIN"));
+    PQclear(run(c, "SELECT set_config('patternd.tenant', 'acme', true)"));
+    cr_assert_eq(count_in(c, "SELECT count(*) FROM api_keys"), 2);
+    cr_assert_eq(count_in(c, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL"), 1);
+    PQclear(run(c, "ROLLBACK"));
+    /* Minting, un-revoking or deleting a key is refused: permission denied (42501). */
+    expect_sqlstate(c, "acme",
+                    "INSERT INTO api_keys (tenant_id, key_id, salt, hash)"
+                    " VALUES ('acme', '0123456789abcdef', '\\x00', '\\x00')",
+                    "42501");
+    expect_sqlstate(c, "acme", "UPDATE api_keys SET revoked_at = NULL", "42501");
+    expect_sqlstate(c, "acme", "DELETE FROM api_keys", "42501");
+    expect_sqlstate(c, "acme", "SELECT key_id FROM api_keys", "");
+    PQfinish(c);
+    cr_assert_eq(pdt_sql_long(url, "SELECT count(*) FROM api_keys"), 2);
+    cr_assert_eq(pdt_sql_long(url, "SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL"),
+                 1);
+    /* The grants themselves, whatever the policy would allow. */
+    cr_assert_eq(pdt_sql_long(url, "SELECT count(*) FROM information_schema.role_table_grants"
+                                   " WHERE grantee = 'patternd_service' AND table_name = 'api_keys'"
+                                   " AND privilege_type <> 'SELECT'"),
+                 0);
+    free(key);
+    free(svc);
+    free(url);
+}
