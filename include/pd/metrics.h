@@ -54,7 +54,23 @@ void pd_metrics_request(pd_metrics_t *m, const char *route, int status);
 void pd_metrics_add_store(pd_metrics_t *m, uint64_t db_errors, uint64_t reconnects,
                           uint64_t retries);
 
-/* Appends the exposition to out. */
+/*
+ * Who the exposition is for.  The service address answers anyone who can
+ * reach it, and per-tenant series would tell a stranger who the tenants are
+ * and how much each sends (issue 9): there records are counted by outcome
+ * only, summed over every tenant.  The tenant series are for the operator's
+ * address (--metrics-listen).
+ */
+typedef enum pd_metrics_view {
+    PD_METRICS_PUBLIC, /* no tenant names: patternd_records_total{outcome} */
+    PD_METRICS_FULL    /* patternd_records_total{tenant,outcome} as well */
+} pd_metrics_view_t;
+
+/* Appends the exposition for view to out. */
+void pd_metrics_render_view(const pd_metrics_t *m, const pd_metrics_gauges_t *g,
+                            pd_metrics_view_t view, pd_buf_t *out);
+
+/* pd_metrics_render_view() with PD_METRICS_FULL. */
 void pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, pd_buf_t *out);
 
 #endif

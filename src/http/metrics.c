@@ -162,14 +162,38 @@ static void put_tenant(pd_buf_t *out, const tenant_counts_t *t)
                 OUTCOMES[i], (unsigned long long)t->n[i]);
 }
 
+/* The records counters with no tenant label: each outcome summed over every tenant. */
+static void put_totals(pd_buf_t *out, const pd_metrics_t *m)
+{
+    for (int i = 0; i < PD_M_OUTCOMES; i++) {
+        uint64_t sum = m->other.n[i];
+        for (size_t t = 0; t < m->n_tenants; t++)
+            sum += m->tenants[t].n[i];
+        put_fmt(out, "patternd_records_total{outcome=\"%s\"} %llu\n", OUTCOMES[i],
+                (unsigned long long)sum);
+    }
+}
+
 void pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, pd_buf_t *out)
 {
-    PD_BUF_LIT(out, "# HELP patternd_records_total Records received over HTTP, by tenant and "
-                    "outcome.\n# TYPE patternd_records_total counter\n");
-    for (size_t i = 0; i < m->n_tenants; i++)
-        put_tenant(out, &m->tenants[i]);
-    if (m->n_tenants >= PD_METRICS_MAX_TENANTS)
-        put_tenant(out, &m->other);
+    pd_metrics_render_view(m, g, PD_METRICS_FULL, out);
+}
+
+void pd_metrics_render_view(const pd_metrics_t *m, const pd_metrics_gauges_t *g,
+                            pd_metrics_view_t view, pd_buf_t *out)
+{
+    if (view == PD_METRICS_FULL) {
+        PD_BUF_LIT(out, "# HELP patternd_records_total Records received over HTTP, by tenant "
+                        "and outcome.\n# TYPE patternd_records_total counter\n");
+        for (size_t i = 0; i < m->n_tenants; i++)
+            put_tenant(out, &m->tenants[i]);
+        if (m->n_tenants >= PD_METRICS_MAX_TENANTS)
+            put_tenant(out, &m->other);
+    } else {
+        PD_BUF_LIT(out, "# HELP patternd_records_total Records received over HTTP, by outcome "
+                        "(every tenant).\n# TYPE patternd_records_total counter\n");
+        put_totals(out, m);
+    }
 
     PD_BUF_LIT(out, "# HELP patternd_http_requests_total Requests answered by the handlers, by "
                     "route and status.\n# TYPE patternd_http_requests_total counter\n");
