@@ -2,7 +2,7 @@
  * pd_load: a bounded HTTP load generator for `patternd serve`, on loopback.
  *
  *   pd_load --port P --keys FILE --input FILE [--batch N] [--connections C]
- *           [--rate R] [--duration S] [--warmup S]
+ *           [--rate R] [--duration S] [--warmup S] [--retry-refused MS]
  *
  * Reads NDJSON records (from pd_gen) and turns them, tenant by tenant, into
  * POST /v1/workflows bodies of --batch records, each with its tenant's key
@@ -16,6 +16,9 @@
  *              connection got free, so a stall is not hidden by the
  *              generator waiting for it ("coordinated omission").
  * Requests answered within the first --warmup seconds are not measured.
+ * With --retry-refused MS a request refused with 429 or 503 is counted and
+ * sent again MS milliseconds later (as a client honouring Retry-After
+ * would), its latency still counted from its first due time.
  * The load is bounded: at most C requests in flight, at most --duration
  * seconds, at most the records of the input.  Prints one JSON line:
  * requests, records acknowledged per second, latency p50/p99/max in ms,
@@ -56,14 +59,15 @@ static size_t n_requests, cap_requests;
 static tenant_t tenants[256];
 static int n_tenants;
 static int port = 0, batch = 1000, connections = 8;
-static double rate = 0, duration = 10, warmup = 2;
+static double rate = 0, duration = 10, warmup = 2, retry_refused_ms = 0;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t next_request;
 static double start;
 static double *latencies; /* ms, measured requests only */
 static size_t n_latencies;
-static long measured_records, status_200, status_207, status_503, status_other, failures;
+static long measured_records, status_200, status_207, status_429, status_503, status_other,
+    failures;
 static double first_measured = -1, last_measured;
 
 static double now(void)
@@ -244,11 +248,26 @@ static void *connection_main(void *arg)
             nanosleep(&ts, NULL);
         }
         long acknowledged = 0;
-        int status = exchange(fd, &requests[k], &acknowledged, buf, cap);
-        double done = now();
-        if (status < 0) {
-            close(fd);
-            fd = connect_server();
+        int status;
+        double done;
+        for (;;) {
+            status = exchange(fd, &requests[k], &acknowledged, buf, cap);
+            done = now();
+            /* A refusal before the body was read ends the connection: open the next one now. */
+            if (status < 0 || strcasestr(buf, "Connection: close") != NULL) {
+                close(fd);
+                fd = connect_server();
+            }
+            if (retry_refused_ms <= 0 || (status != 429 && status != 503) ||
+                done - start > duration)
+                break;
+            pthread_mutex_lock(&lock);
+            if (done - start >= warmup)
+                status == 429 ? status_429++ : status_503++;
+            pthread_mutex_unlock(&lock);
+            struct timespec ts = {.tv_sec = (time_t)(retry_refused_ms / 1000),
+                                  .tv_nsec = (long)fmod(retry_refused_ms, 1000) * 1000000};
+            nanosleep(&ts, NULL);
         }
         pthread_mutex_lock(&lock);
         if (done - start > duration) {
@@ -265,6 +284,8 @@ static void *connection_main(void *arg)
                 status_200++;
             else if (status == 207)
                 status_207++;
+            else if (status == 429)
+                status_429++;
             else if (status == 503)
                 status_503++;
             else if (status < 0)
@@ -318,6 +339,8 @@ int main(int argc, char **argv)
             duration = atof(v);
         else if (strcmp(a, "--warmup") == 0)
             warmup = atof(v);
+        else if (strcmp(a, "--retry-refused") == 0)
+            retry_refused_ms = atof(v);
         else {
             fprintf(stderr, "pd_load: unknown option %s\n", a);
             return 2;
@@ -327,7 +350,8 @@ int main(int argc, char **argv)
     if (port <= 0 || keys == NULL || input == NULL || batch < 1 || connections < 1 ||
         connections > 1024 || duration <= warmup) {
         fprintf(stderr, "usage: pd_load --port P --keys FILE --input FILE [--batch N] "
-                        "[--connections C] [--rate R] [--duration S] [--warmup S]\n");
+                        "[--connections C] [--rate R] [--duration S] [--warmup S] "
+                        "[--retry-refused MS]\n");
         return 2;
     }
     load_keys(keys);
@@ -346,12 +370,12 @@ int main(int argc, char **argv)
     printf("{\"rate_target_rps\": %.2f, \"connections\": %d, \"batch\": %d, \"requests\": %zu, "
            "\"window_s\": %.2f, \"requests_per_s\": %.2f, \"records_per_s\": %.0f, "
            "\"p50_ms\": %.1f, \"p99_ms\": %.1f, \"max_ms\": %.1f, \"status_200\": %ld, "
-           "\"status_207\": %ld, \"status_503\": %ld, \"status_other\": %ld, "
+           "\"status_207\": %ld, \"status_429\": %ld, \"status_503\": %ld, \"status_other\": %ld, "
            "\"failures\": %ld}\n",
            rate, connections, batch, n_latencies, window,
            window > 0 ? (double)n_latencies / window : 0,
            window > 0 ? (double)measured_records / window : 0, quantile(0.5), quantile(0.99),
-           n_latencies ? latencies[n_latencies - 1] : 0, status_200, status_207, status_503,
-           status_other, failures);
+           n_latencies ? latencies[n_latencies - 1] : 0, status_200, status_207, status_429,
+           status_503, status_other, failures);
     return 0;
 }

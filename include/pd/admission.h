@@ -6,7 +6,10 @@
  * capacity = queue + writers.  A tenant may hold at most
  * max(1, floor(share x capacity)) of it: past that its requests get 429
  * (with Retry-After) while other tenants are still admitted; when the
- * whole capacity is taken every request gets 503.  Loop thread only.
+ * whole capacity is taken every request gets 503.  And in the writers'
+ * queue, a batch of a tenant with nothing else in flight goes first (see
+ * http/ingest.c), so a quiet tenant waits for a free writer, not behind a
+ * busy tenant's backlog.  Loop thread only.
  */
 #ifndef PD_ADMISSION_H
 #define PD_ADMISSION_H
@@ -26,6 +29,9 @@ int pd_admission_enter(pd_admission_t *a, const char *tenant);
 
 /* The request of tenant that pd_admission_enter() admitted is done. */
 void pd_admission_leave(pd_admission_t *a, const char *tenant);
+
+/* Requests of tenant in flight. */
+size_t pd_admission_count(const pd_admission_t *a, const char *tenant);
 
 /* Requests in flight, and the most one tenant may have (for logs and metrics). */
 size_t pd_admission_in_flight(const pd_admission_t *a);

@@ -51,6 +51,13 @@ int pd_pool_create(uv_loop_t *loop, const pd_pool_config_t *cfg, pd_pool_t **out
  */
 void pd_pool_submit(pd_pool_t *pool, pd_job_t *job);
 
+/*
+ * Queues a job ahead of every waiting one: for work that must not wait
+ * behind a backlog that is not its own (a tenant with nothing else in
+ * flight, see http/ingest.c).
+ */
+void pd_pool_submit_first(pd_pool_t *pool, pd_job_t *job);
+
 /* True when queue_capacity jobs are waiting for a worker. */
 bool pd_pool_full(const pd_pool_t *pool);
 

@@ -96,6 +96,8 @@ typedef struct pd_call {
 /* http/router.c, loop thread: the pd_http_config_t callbacks of the service. */
 void pd_service_on_request(void *ctx, pd_http_request_t *req);
 void pd_service_on_refused(void *ctx, int status);
+/* The operator's metrics address (--metrics-listen): GET /metrics with the tenant series. */
+void pd_service_on_metrics_request(void *ctx, pd_http_request_t *req);
 /* The readers' done callback. */
 void pd_service_on_read_done(void *ctx, pd_job_t *job);
 

@@ -32,7 +32,7 @@ typedef struct serve_options {
     struct listen {
         char host[256];
         int port;
-    } listen;
+    } listen, metrics_listen; /* metrics_listen.host "" when not given */
     int workers, readers;
     long queue;
     bool queue_given;
@@ -105,6 +105,11 @@ static const pd_option_t OPTIONS[] = {
      0, 0},
     {"listen", "HOST:PORT", parse_listen, OPT(listen), "127.0.0.1:8080",
      "address (port 0 picks a free one)", 0, 0},
+    {"metrics-listen", "HOST:PORT", parse_listen, OPT(metrics_listen), NULL,
+     "also serve GET /metrics with the per-tenant series on this\n"
+     "address (keep it private: e.g. 127.0.0.1:9464); the service\n"
+     "address's /metrics names no tenant",
+     0, 0},
     {"workers", "N", pd_opt_int, OPT(workers), "4", "writer threads, one connection each", 1, 64},
     {"readers", "N", pd_opt_int, OPT(readers), "2", "reader threads for keys, patterns, readiness",
      1, 64},
@@ -176,6 +181,7 @@ typedef struct serve {
     uv_loop_t loop;
     pd_service_t sv;
     pd_writer_config_t writer_cfg;
+    pd_http_server_t *metrics_http; /* --metrics-listen, or NULL */
     pd_cli_signals_t signals;
     uv_timer_t drain_timer;
     int abandon; /* non-zero: leave at once with this status */
@@ -226,6 +232,8 @@ static void on_signal(void *ctx, int signum, int count)
            pd_http_server_connections(s->sv.http));
     s->sv.draining = true;
     uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)s->opt.drain_timeout_ms, 0);
+    if (s->metrics_http != NULL)
+        pd_http_server_drain(s->metrics_http, NULL);
     pd_http_server_drain(s->sv.http, on_drained);
 }
 
@@ -265,7 +273,27 @@ static int start_pools(serve_t *s)
     return 0;
 }
 
-/* Starts the HTTP server and the signal handling; on failure closes the pools. */
+/* The operator's metrics address, when --metrics-listen names one. */
+static int start_metrics_http(serve_t *s, pd_error_t *err)
+{
+    if (s->opt.metrics_listen.host[0] == '\0')
+        return 0;
+    pd_http_config_t http = {
+        .host = s->opt.metrics_listen.host,
+        .port = s->opt.metrics_listen.port,
+        .max_body = 1024,
+        .max_buffered = 64 * 1024,
+        .max_connections = 16,
+        .max_connections_per_client = 16,
+        .read_timeout_ms = s->opt.read_timeout_ms,
+        .idle_timeout_ms = s->opt.idle_timeout_ms,
+        .on_request = pd_service_on_metrics_request,
+        .ctx = &s->sv,
+    };
+    return pd_http_server_create(&s->loop, &http, &s->metrics_http, err);
+}
+
+/* Starts the HTTP servers and the signal handling; on failure closes the pools. */
 static int start_http(serve_t *s)
 {
     pd_error_t err;
@@ -288,13 +316,17 @@ static int start_http(serve_t *s)
         uv_close((uv_handle_t *)&s->drain_timer, NULL);
     if (rc < 0) {
         pd_cli_fail("cannot handle signals: %s", uv_strerror(rc));
-    } else if (pd_http_server_create(&s->loop, &http, &s->sv.http, &err) < 0) {
+    } else if (start_metrics_http(s, &err) < 0 ||
+               pd_http_server_create(&s->loop, &http, &s->sv.http, &err) < 0) {
         pd_cli_fail("%s", err.message);
         rc = -1;
     }
     if (rc < 0) {
+        if (s->metrics_http != NULL)
+            pd_http_server_drain(s->metrics_http, NULL);
         pd_pool_close(s->sv.writers, on_writers_closed); /* closes the rest too */
         uv_run(&s->loop, UV_RUN_DEFAULT);
+        pd_http_server_destroy(s->metrics_http);
     }
     return rc;
 }
@@ -315,6 +347,13 @@ static void announce(const serve_t *s)
            "listening on %s:%d (%d writers, queue %zu, %d readers, max body %zu bytes)", host, port,
            s->opt.workers, s->sv.queue, s->opt.readers, s->opt.max_body);
     printf("listening on %s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    if (s->metrics_http != NULL) {
+        const char *mhost = s->opt.metrics_listen.host;
+        bool mv6 = strchr(mhost, ':') != NULL;
+        int mport = pd_http_server_port(s->metrics_http);
+        pd_log(PD_LOG_INFO, "loop", "metrics with tenant series on %s:%d", mhost, mport);
+        printf("metrics on %s%s%s:%d\n", mv6 ? "[" : "", mhost, mv6 ? "]" : "", mport);
+    }
     fflush(stdout);
 }
 
@@ -363,6 +402,7 @@ int pd_cmd_serve(int argc, char **argv)
         if (s.abandon)
             return s.abandon | PD_EXIT_NOW;
         pd_http_server_destroy(s.sv.http);
+        pd_http_server_destroy(s.metrics_http);
         pd_log(PD_LOG_INFO, "loop", "stopped");
         exit_code = PD_EXIT_OK;
     }

@@ -47,11 +47,11 @@ void pd_admission_destroy(pd_admission_t *a)
     free(a);
 }
 
-static slot_t *find(pd_admission_t *a, const char *tenant)
+static slot_t *find(const pd_admission_t *a, const char *tenant)
 {
     for (size_t i = 0; i < a->capacity; i++) {
         if (a->slots[i].n > 0 && strcmp(a->slots[i].tenant, tenant) == 0)
-            return &a->slots[i];
+            return (slot_t *)&a->slots[i];
     }
     return NULL;
 }
@@ -81,6 +81,12 @@ void pd_admission_leave(pd_admission_t *a, const char *tenant)
         return;
     s->n--;
     a->in_flight--;
+}
+
+size_t pd_admission_count(const pd_admission_t *a, const char *tenant)
+{
+    const slot_t *s = find(a, tenant);
+    return s != NULL ? s->n : 0;
 }
 
 size_t pd_admission_in_flight(const pd_admission_t *a)

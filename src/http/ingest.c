@@ -195,7 +195,15 @@ static void on_body_end(void *ctx, int status)
         pd_call_answer_batch(call);
         return;
     }
-    pd_pool_submit(call->sv->writers, &call->batch->job);
+    /*
+     * Fairness in the queue too: a tenant with nothing else in flight goes
+     * ahead of the waiting batches, which are some busier tenant's backlog;
+     * the others queue in order.
+     */
+    if (pd_admission_count(call->sv->admission, call->rj.key.tenant) <= 1)
+        pd_pool_submit_first(call->sv->writers, &call->batch->job);
+    else
+        pd_pool_submit(call->sv->writers, &call->batch->job);
 }
 
 /* Sets up the body's decoding; false (having answered) when its encoding is not ours. */

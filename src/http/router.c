@@ -56,7 +56,8 @@ static void submit_read(pd_call_t *call, pd_read_kind_t kind)
     pd_pool_submit(call->sv->readers, &call->rj.job);
 }
 
-static void answer_metrics(pd_call_t *call)
+/* The Prometheus exposition; the tenant series only for the operator's address. */
+static void answer_metrics(pd_call_t *call, pd_metrics_view_t view)
 {
     pd_service_t *sv = call->sv;
     pd_metrics_gauges_t g = {
@@ -68,7 +69,7 @@ static void answer_metrics(pd_call_t *call)
     };
     pd_buf_t b = {0};
     pd_metrics_request(sv->metrics, call->route, 200); /* counted before rendering */
-    pd_metrics_render(sv->metrics, &g, &b);
+    pd_metrics_render_view(sv->metrics, &g, view, &b);
     pd_http_respond(call->req, 200, "text/plain; version=0.0.4; charset=utf-8", "", b.data, b.len,
                     false);
     pd_buf_close(&b);
@@ -141,12 +142,28 @@ void pd_service_on_request(void *ctx, pd_http_request_t *req)
         pd_call_respond(call, 200, "", ok, sizeof(ok) - 1);
         pd_call_free(call);
     } else if (r->path == R_METRICS) {
-        answer_metrics(call);
+        answer_metrics(call, PD_METRICS_PUBLIC);
     } else if (r->path == R_READYZ) {
         submit_read(call, PD_READ_READY);
     } else {
         route_v1(call, r->path == R_WORKFLOWS);
     }
+}
+
+void pd_service_on_metrics_request(void *ctx, pd_http_request_t *req)
+{
+    pd_call_t *call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        pd_http_respond(req, 503, "text/plain", "", "out of memory\n", 14, true);
+        return;
+    }
+    *call = (pd_call_t){.sv = ctx, .req = req, .route = R_METRICS, .started_ns = uv_hrtime()};
+    if (strcmp(pd_http_path(req), R_METRICS) != 0 || strcmp(pd_http_method(req), "GET") != 0) {
+        call->route = R_OTHER;
+        pd_call_fail(call, 404, "only GET /metrics is served here");
+        return;
+    }
+    answer_metrics(call, PD_METRICS_FULL);
 }
 
 void pd_service_on_refused(void *ctx, int status)

@@ -157,6 +157,19 @@ void pd_pool_submit(pd_pool_t *pool, pd_job_t *job)
     pthread_mutex_unlock(&pool->lock);
 }
 
+void pd_pool_submit_first(pd_pool_t *pool, pd_job_t *job)
+{
+    pool->outstanding++;
+    pthread_mutex_lock(&pool->lock);
+    job->next = pool->head;
+    pool->head = job;
+    if (pool->tail == NULL)
+        pool->tail = job;
+    pool->queued++;
+    pthread_cond_signal(&pool->ready);
+    pthread_mutex_unlock(&pool->lock);
+}
+
 bool pd_pool_full(const pd_pool_t *pool)
 {
     /* outstanding counts queued and running jobs; running ones are bounded by the workers. */

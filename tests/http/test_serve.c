@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "support.h"
 
@@ -35,7 +37,8 @@
 typedef struct server {
     pid_t pid; /* 0 once the process has been waited for */
     int port;
-    char log[64]; /* its stderr */
+    int metrics_port; /* with --metrics-listen, else 0 */
+    char log[64];     /* its stderr */
 } server_t;
 
 enum { MAX_SERVERS = 2 };
@@ -99,11 +102,16 @@ static server_t *serve_start(const char *const *extra_args)
         char *log = pdt_read_file(s->log, NULL);
         cr_assert_fail("serve printed no address; its log:\n%s", log ? log : "");
     }
-    fclose(f);
     char *colon = strrchr(line, ':');
     cr_assert_not_null(colon, "%s", line);
     s->port = atoi(colon + 1);
     cr_assert_gt(s->port, 0, "%s", line);
+    for (int i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
+        if (strcmp(extra_args[i], "--metrics-listen") == 0 && fgets(line, sizeof(line), f) &&
+            strncmp(line, "metrics on ", 11) == 0)
+            s->metrics_port = atoi(strrchr(line, ':') + 1);
+    }
+    fclose(f);
     return s;
 }
 
@@ -202,8 +210,9 @@ TestSuite(serve, .fini = serve_release);
  * Authorization).  Returns the response body (malloc'd); *status gets the
  * HTTP status, and the headers go to *headers when not NULL (malloc'd).
  */
-static char *http(const server_t *s, const char *method, const char *path, const char *key,
-                  const char *content_type, const char *body_file, int *status, char **headers)
+static char *http_with(const server_t *s, const char *method, const char *path, const char *key,
+                       const char *content_type, const char *body_file, const char *curl_args,
+                       int *status, char **headers)
 {
     char out[64], hdr[64];
     snprintf(out, sizeof(out), "/tmp/pdt-out-%d-%ld", (int)getpid(), random());
@@ -217,6 +226,8 @@ static char *http(const server_t *s, const char *method, const char *path, const
         n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " -H 'Content-Type: %s'", content_type);
     if (body_file != NULL)
         n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " --data-binary @'%s'", body_file);
+    if (curl_args != NULL)
+        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " %s", curl_args);
     snprintf(cmd + n, sizeof(cmd) - (size_t)n, " 'http://127.0.0.1:%d%s'", s->port, path);
     int exit_status;
     char *code = pdt_run(cmd, &exit_status);
@@ -231,6 +242,12 @@ static char *http(const server_t *s, const char *method, const char *path, const
     unlink(out);
     unlink(hdr);
     return body;
+}
+
+static char *http(const server_t *s, const char *method, const char *path, const char *key,
+                  const char *content_type, const char *body_file, int *status, char **headers)
+{
+    return http_with(s, method, path, key, content_type, body_file, NULL, status, headers);
 }
 
 static long json_long(const char *json, const char *key)
@@ -806,7 +823,8 @@ Test(serve, sigterm_with_requests_in_flight_loses_no_acknowledged_record)
 
 Test(serve, healthz_readyz_and_metrics)
 {
-    const serve_env_t *e = serve_up(NULL);
+    const char *extra[] = {"--metrics-listen", "127.0.0.1:0", NULL};
+    const serve_env_t *e = serve_up(extra);
     int status;
     char *r = http(e->server, "GET", "/healthz", NULL, NULL, NULL, &status, NULL);
     cr_assert_eq(status, 200);
@@ -819,12 +837,18 @@ Test(serve, healthz_readyz_and_metrics)
     r = http(e->server, "POST", "/v1/workflows", e->key, NULL, body, &status, NULL);
     cr_assert_eq(status, 200, "%s", r);
     free(r);
+    /*
+     * The service address tells strangers nothing about the tenants: records
+     * are counted by outcome only.  The operator's address has the series per
+     * tenant.
+     */
     char *headers = NULL;
     r = http(e->server, "GET", "/metrics", NULL, NULL, NULL, &status, &headers);
     cr_assert_eq(status, 200);
     cr_assert_not_null(strstr(headers, "Content-Type: text/plain; version=0.0.4"), "%s", headers);
-    cr_assert_not_null(
-        strstr(r, "patternd_records_total{tenant=\"acme\",outcome=\"processed\"} 10\n"), "%s", r);
+    cr_assert_null(strstr(r, "acme"), "a tenant's name on the public address: %s", r);
+    cr_assert_null(strstr(r, "tenant="), "%s", r);
+    cr_assert_not_null(strstr(r, "patternd_records_total{outcome=\"processed\"} 10\n"), "%s", r);
     cr_assert_not_null(strstr(r, "patternd_batch_commit_seconds_count 1\n"), "%s", r);
     cr_assert_not_null(strstr(r, "patternd_batch_commit_seconds_bucket{le=\"+Inf\"} 1\n"), "%s", r);
     cr_assert_not_null(strstr(r, "patternd_queue_depth 0\n"), "%s", r);
@@ -832,6 +856,16 @@ Test(serve, healthz_readyz_and_metrics)
     cr_assert_not_null(strstr(r, "patternd_db_reconnects_total 0\n"), "%s", r);
     free(r);
     free(headers);
+    cr_assert_gt(e->server->metrics_port, 0);
+    server_t operator_side = {.port = e->server->metrics_port};
+    r = http(&operator_side, "GET", "/metrics", NULL, NULL, NULL, &status, NULL);
+    cr_assert_eq(status, 200);
+    cr_assert_not_null(
+        strstr(r, "patternd_records_total{tenant=\"acme\",outcome=\"processed\"} 10\n"), "%s", r);
+    free(r);
+    r = http(&operator_side, "GET", "/v1/patterns", e->key, NULL, NULL, &status, NULL);
+    cr_assert_eq(status, 404, "the operator's address serves metrics only: %s", r);
+    free(r);
 
     /* Migrations no longer current (as after deploying a binary with a new one): not ready. */
     pdt_sql_exec(e->url, "DELETE FROM schema_migrations WHERE version LIKE '0002%'");
@@ -867,5 +901,402 @@ Test(serve, drain_waits_for_a_begun_request_and_a_second_signal_exits_at_once)
     cr_assert(now_s() - t0 < 2, "the second signal did not end serve at once");
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
     close(fd);
+    serve_down();
+}
+
+/* --- hostile and noisy clients --------------------------------------------------- */
+
+/* A TCP connection to the server on 127.0.0.1 from the loopback address src. */
+static int connect_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    cr_assert_eq(inet_pton(AF_INET, src, &from.sin_addr), 1);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&from, sizeof(from)), 0, "bind %s", src);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    return fd;
+}
+
+/* The peak resident memory of a process, in MiB (VmHWM). */
+static double peak_rss_mib(pid_t pid)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "grep VmHWM: /proc/%d/status", (int)pid);
+    int status;
+    char *line = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0, "%s", line);
+    double kib = atof(line + 6);
+    free(line);
+    return kib / 1024;
+}
+
+/* One POST whose body is `bytes` bytes of "1\n" (each line a bad record), sent as fast as the
+ * server takes it; stops sending once the answer arrives. */
+typedef struct flood {
+    int port;
+    const char *key;
+    size_t bytes;
+    int status;        /* the answer's */
+    size_t answer_len; /* bytes of the whole answer */
+} flood_t;
+
+static void *flood_main(void *arg)
+{
+    flood_t *f = arg;
+    int fd = connect_from("127.0.0.1", f->port);
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "POST /v1/workflows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/x-ndjson\r\nContent-Length: %zu\r\n\r\n",
+                     f->key, f->bytes);
+    send(fd, head, (size_t)n, MSG_NOSIGNAL);
+    static char chunk[64 * 1024];
+    for (size_t i = 0; i < sizeof(chunk); i += 2)
+        memcpy(chunk + i, "1\n", 2);
+    size_t sent = 0, got = 0, cap = 1 << 16;
+    char *answer = malloc(cap);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN | (sent < f->bytes ? POLLOUT : 0)};
+        if (poll(&p, 1, 20000) <= 0)
+            break;
+        if (p.revents & POLLIN) {
+            ssize_t r = recv(fd, answer + got, cap - got, 0);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+            if (got == cap)
+                answer = realloc(answer, cap *= 2);
+            continue;
+        }
+        if (p.revents & POLLOUT) {
+            size_t want = f->bytes - sent < sizeof(chunk) ? f->bytes - sent : sizeof(chunk);
+            ssize_t w = send(fd, chunk, want, MSG_NOSIGNAL);
+            if (w <= 0)
+                sent = f->bytes; /* closed on us: only the answer is left to read */
+            else
+                sent += (size_t)w;
+        } else if (p.revents & (POLLERR | POLLHUP)) {
+            break;
+        }
+    }
+    f->status = got > 12 ? atoi(answer + 9) : 0;
+    f->answer_len = got;
+    free(answer);
+    close(fd);
+    return NULL;
+}
+
+typedef struct probe {
+    int port;
+    volatile int stop;
+    double max_ms; /* slowest /healthz answer */
+    int failures;
+} probe_t;
+
+static void *probe_main(void *arg)
+{
+    probe_t *p = arg;
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    while (!p->stop) {
+        double t0 = now_s();
+        char *r = raw_exchange(p->port, req, sizeof(req) - 1, 5, NULL);
+        double ms = (now_s() - t0) * 1000;
+        p->failures += strncmp(r, "HTTP/1.1 200", 12) != 0;
+        free(r);
+        if (ms > p->max_ms)
+            p->max_ms = ms;
+        usleep(20 * 1000);
+    }
+    return NULL;
+}
+
+Test(serve, tiny_record_floods_are_refused_early_with_bounded_memory_and_a_live_loop)
+{
+    const serve_env_t *e = serve_up(NULL);
+    enum { N = 4 };
+    flood_t floods[N];
+    pthread_t threads[N], prober;
+    probe_t probe = {.port = e->server->port};
+    pthread_create(&prober, NULL, probe_main, &probe);
+    for (int i = 0; i < N; i++) {
+        floods[i] = (flood_t){.port = e->server->port, .key = e->key, .bytes = 16000000};
+        pthread_create(&threads[i], NULL, flood_main, &floods[i]);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(threads[i], NULL);
+    probe.stop = 1;
+    pthread_join(prober, NULL);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(floods[i].status, 413, "flood %d: %d", i, floods[i].status);
+        cr_assert_leq(floods[i].answer_len, 4u << 20, "an answer of %zu bytes",
+                      floods[i].answer_len);
+    }
+    double rss = peak_rss_mib(e->server->pid);
+    cr_assert_lt(rss, 300, "serve peaked at %.0f MiB", rss);
+    cr_assert_lt(probe.max_ms, 500, "/healthz took %.0f ms", probe.max_ms);
+    cr_assert_eq(probe.failures, 0);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 0);
+    serve_down();
+}
+
+Test(serve, too_many_records_in_one_request_get_413)
+{
+    const char *extra[] = {"--max-records", "5", NULL};
+    const serve_env_t *e = serve_up(extra);
+    int status;
+    char *r = http(e->server, "POST", "/v1/workflows", e->key, NULL, records_file("many", 6),
+                   &status, NULL);
+    cr_assert_eq(status, 413, "%s", r);
+    cr_assert_not_null(strstr(r, "more than 5 records"), "%s", r);
+    free(r);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 0);
+    r = http(e->server, "POST", "/v1/workflows", e->key, NULL, records_file("few", 5), &status,
+             NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    free(r);
+    serve_down();
+}
+
+Test(serve, unauthenticated_announcements_reserve_nothing)
+{
+    const serve_env_t *e = serve_up(NULL);
+    enum { N = 24 };
+    int fds[N];
+    static const char head[] = "POST /v1/workflows HTTP/1.1\r\nHost: x\r\n"
+                               "Content-Length: 16777215\r\n\r\n";
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_from("127.0.0.2", e->server->port);
+        cr_assert_eq(send(fds[i], head, sizeof(head) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(head) - 1);
+    }
+    /* Each gets 401 at once, before a byte of its body. */
+    for (int i = 0; i < N; i++) {
+        char buf[256] = "";
+        struct pollfd p = {.fd = fds[i], .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, 5000), 1);
+        cr_assert_gt(recv(fds[i], buf, sizeof(buf) - 1, 0), 12);
+        cr_assert(strncmp(buf, "HTTP/1.1 401 ", 13) == 0, "%s", buf);
+    }
+    double t0 = now_s();
+    int status;
+    char *r = http(e->server, "POST", "/v1/workflows", e->key, NULL, records_file("real", 1),
+                   &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    cr_assert_lt(now_s() - t0, 1.0);
+    free(r);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    serve_down();
+}
+
+/* Writes data gzip-compressed to a new temporary file. */
+static const char *gzip_file(const char *data, size_t len, size_t repeat)
+{
+    char *path = malloc(64);
+    snprintf(path, 64, "/tmp/pdt-gz-%d-%ld", (int)getpid(), random());
+    gzFile gz = gzopen(path, "wb9");
+    cr_assert_not_null(gz);
+    for (size_t i = 0; i < repeat; i++)
+        cr_assert_eq(gzwrite(gz, data, (unsigned)len), (int)len);
+    cr_assert_eq(gzclose(gz), Z_OK);
+    return keep_temp(path);
+}
+
+Test(serve, gzip_bodies_ingest_like_plain_ones_and_a_bomb_gets_413)
+{
+    const serve_env_t *e = serve_up(NULL);
+    size_t len;
+    char *plain = pdt_read_file(records_file("gz", 50), &len);
+    int status;
+    char *r = http_with(e->server, "POST", "/v1/workflows", e->key, NULL, gzip_file(plain, len, 1),
+                        "-H 'Content-Encoding: gzip'", &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    cr_assert_eq(json_long(r, "processed"), 50, "%s", r);
+    free(r);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 50);
+    /* The same records again, plain: every one a duplicate of its gzip twin. */
+    r = http(e->server, "POST", "/v1/workflows", e->key, NULL, temp_file(plain, len), &status,
+             NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    cr_assert_eq(json_long(r, "duplicates"), 50, "%s", r);
+    free(r);
+    free(plain);
+
+    /* About 1 MB of gzip that would inflate to 1 GB. */
+    static char zeros[1 << 20];
+    const char *bomb = gzip_file(zeros, sizeof(zeros), 1024);
+    r = http_with(e->server, "POST", "/v1/workflows", e->key, NULL, bomb,
+                  "-H 'Content-Encoding: gzip'", &status, NULL);
+    cr_assert_eq(status, 413, "%s", r);
+    free(r);
+    r = http_with(e->server, "POST", "/v1/workflows", e->key, NULL, records_file("br", 2),
+                  "-H 'Content-Encoding: br'", &status, NULL);
+    cr_assert_eq(status, 415, "%s", r);
+    free(r);
+    cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 50);
+    double rss = peak_rss_mib(e->server->pid);
+    cr_assert_lt(rss, 300, "serve peaked at %.0f MiB", rss);
+    serve_down();
+}
+
+Test(serve, one_address_cannot_hold_every_connection)
+{
+    const char *extra[] = {"--max-connections-per-client", "4", NULL};
+    const serve_env_t *e = serve_up(extra);
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = connect_from("127.0.0.2", e->server->port);
+    usleep(200 * 1000); /* accepted */
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int extra_fd = connect_from("127.0.0.2", e->server->port);
+    send(extra_fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
+    char buf[512] = "";
+    struct pollfd p = {.fd = extra_fd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 5000), 1);
+    cr_assert_gt(recv(extra_fd, buf, sizeof(buf) - 1, 0), 12);
+    cr_assert(strncmp(buf, "HTTP/1.1 429 ", 13) == 0, "%s", buf);
+    cr_assert_not_null(strstr(buf, "Retry-After: "), "%s", buf);
+    close(extra_fd);
+    /* Another address is served as usual. */
+    int status;
+    char *r = http(e->server, "GET", "/healthz", NULL, NULL, NULL, &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    free(r);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    serve_down();
+}
+
+Test(serve, a_bogus_key_flood_is_limited_per_address_and_real_tenants_stay_served)
+{
+    const char *extra[] = {"--max-auth-failures", "20", NULL};
+    const serve_env_t *e = serve_up(extra);
+    int status;
+    /* The real tenant's key, once verified, is trusted for a moment without a lookup. */
+    char *r =
+        http(e->server, "POST", "/v1/workflows", e->key, NULL, records_file("a", 1), &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    free(r);
+    /* 60 made-up keys from 127.0.0.2, back to back on one connection. */
+    char *flood = malloc(60 * 512);
+    size_t len = 0;
+    for (int i = 0; i < 60; i++)
+        len +=
+            (size_t)snprintf(flood + len, 512,
+                             "GET /v1/patterns HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                             "pdk_acme~%016x~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n\r\n",
+                             i);
+    int fd = connect_from("127.0.0.2", e->server->port);
+    cr_assert_eq(send(fd, flood, len, MSG_NOSIGNAL), (ssize_t)len);
+    free(flood);
+    size_t cap = 1 << 20, got = 0;
+    char *answers = malloc(cap);
+    while (count_of(answers, "HTTP/1.1 ") < 60) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, 10000), 1, "answers so far: %s", answers);
+        ssize_t n = recv(fd, answers + got, cap - got - 1, 0);
+        cr_assert_gt(n, 0);
+        got += (size_t)n;
+        answers[got] = '\0';
+    }
+    close(fd);
+    cr_assert_eq(count_of(answers, "HTTP/1.1 401 "), 20, "%s", answers);
+    cr_assert_eq(count_of(answers, "HTTP/1.1 429 "), 40);
+    free(answers);
+    /* Meanwhile the rest of the world is served. */
+    r = http(e->server, "GET", "/readyz", NULL, NULL, NULL, &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    free(r);
+    double t0 = now_s();
+    r = http(e->server, "POST", "/v1/workflows", e->key, NULL, records_file("b", 1), &status, NULL);
+    cr_assert_eq(status, 200, "%s", r);
+    cr_assert_lt(now_s() - t0, 1.0);
+    free(r);
+    serve_down();
+}
+
+/* Runs pd_load against s and returns its JSON summary line (malloc'd). */
+static char *run_load(const server_t *s, const char *keys, const char *input, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s' --port %d --keys '%s' --input '%s' %s", PD_LOAD_BINARY,
+             s->port, keys, input, args);
+    int status;
+    char *out = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0, "%s: %s", cmd, out);
+    return out;
+}
+
+static double json_number(const char *json, const char *key)
+{
+    json_error_t jerr;
+    json_t *o = json_loads(json, 0, &jerr);
+    cr_assert_not_null(o, "not JSON: %.500s", json);
+    double v = json_number_value(json_object_get(o, key));
+    json_decref(o);
+    return v;
+}
+
+Test(serve, a_hog_tenant_gets_429_while_a_quiet_tenant_is_never_refused)
+{
+    const serve_env_t *e = serve_up(NULL);
+    char *quiet_key = pdt_create_key(e->url, "tenant-01"),
+         *hog_key = pdt_create_key(e->url, "tenant-00");
+    char prefix[64], cmd[1024];
+    snprintf(prefix, sizeof(prefix), "/tmp/pdt-fair-%d", (int)getpid());
+    snprintf(cmd, sizeof(cmd),
+             "'%s' --count 150000 --tenants 1 --seed 5 > %s.hog && "
+             "'%s' --count 20000 --tenants 2 --seed 6 | grep '\"tenant_id\": \"tenant-01\"' "
+             "> %s.quiet; echo 'tenant-00 %s' > %s.hogkey; echo 'tenant-01 %s' > %s.quietkey",
+             PD_GEN_BINARY, prefix, PD_GEN_BINARY, prefix, hog_key, prefix, quiet_key, prefix);
+    int status;
+    free(pdt_run(cmd, &status));
+    cr_assert_eq(status, 0);
+    char hog[96], hogkey[96], quiet[96], quietkey[96];
+    snprintf(hog, sizeof(hog), "%s.hog", prefix);
+    snprintf(hogkey, sizeof(hogkey), "%s.hogkey", prefix);
+    snprintf(quiet, sizeof(quiet), "%s.quiet", prefix);
+    snprintf(quietkey, sizeof(quietkey), "%s.quietkey", prefix);
+
+    /* The quiet tenant alone: 100 records every 100 ms. */
+    char *solo = run_load(e->server, quietkey, quiet,
+                          "--batch 100 --rate 10 --connections 2 --duration 4 --warmup 1");
+    double solo_p99 = json_number(solo, "p99_ms");
+
+    /* Then beside a hog: 16 clients posting 1,000-record batches flat out, retrying refusals. */
+    snprintf(cmd, sizeof(cmd),
+             "('%s' --port %d --keys %s --input %s --batch 1000 --connections 16 --duration 9 "
+             "--warmup 1 --retry-refused 200 > %s.hogout &) ; sleep 2; "
+             "'%s' --port %d --keys %s --input %s --batch 100 --rate 10 --connections 2 "
+             "--duration 6 --warmup 1; sleep 2",
+             PD_LOAD_BINARY, e->server->port, hogkey, hog, prefix, PD_LOAD_BINARY, e->server->port,
+             quietkey, quiet);
+    char *shared = pdt_run(cmd, &status);
+    cr_assert_eq(status, 0, "%s", shared);
+    char hogout[96];
+    snprintf(hogout, sizeof(hogout), "%s.hogout", prefix);
+    char *hog_summary = pdt_read_file(hogout, NULL);
+    cr_assert_not_null(hog_summary);
+
+    double bound = 5 * solo_p99 > 1000 ? 5 * solo_p99 : 1000;
+    cr_assert_eq(json_number(shared, "status_429"), 0, "quiet refused: %s", shared);
+    cr_assert_eq(json_number(shared, "status_503"), 0, "quiet refused: %s", shared);
+    cr_assert_eq(json_number(shared, "failures"), 0, "%s", shared);
+    cr_assert_gt(json_number(shared, "status_200"), 0, "%s", shared);
+    cr_assert_leq(json_number(shared, "p99_ms"), bound,
+                  "quiet p99 %.0f ms under the hog (solo %.0f)", json_number(shared, "p99_ms"),
+                  solo_p99);
+    cr_assert_gt(json_number(hog_summary, "status_429"), 0, "the hog was never held back: %s",
+                 hog_summary);
+    cr_assert_gt(json_number(hog_summary, "status_200"), 0, "%s", hog_summary);
+    snprintf(cmd, sizeof(cmd), "rm -f %s.*", prefix);
+    free(pdt_run(cmd, &status));
+    free(solo);
+    free(shared);
+    free(hog_summary);
+    free(quiet_key);
+    free(hog_key);
     serve_down();
 }
