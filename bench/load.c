@@ -3,6 +3,7 @@
  *
  *   pd_load --port P --keys FILE --input FILE [--batch N] [--connections C]
  *           [--rate R] [--duration S] [--warmup S] [--retry-refused MS]
+ *   pd_load --port P --keys FILE --flood BYTES [--connections C]
  *
  * Reads NDJSON records (from pd_gen) and turns them, tenant by tenant, into
  * POST /v1/workflows bodies of --batch records, each with its tenant's key
@@ -16,6 +17,10 @@
  *              connection got free, so a stall is not hidden by the
  *              generator waiting for it ("coordinated omission").
  * Requests answered within the first --warmup seconds are not measured.
+ * With --flood BYTES it attacks instead: each connection sends one POST,
+ * with the first key, whose body is BYTES bytes of "1\n" (a bad record a
+ * line), as fast as the server takes it, and stops sending once the answer
+ * arrives; it prints the statuses and the largest answer.
  * With --retry-refused MS a request refused with 429 or 503 is counted and
  * sent again MS milliseconds later (as a client honouring Retry-After
  * would), its latency still counted from its first due time.
@@ -30,6 +35,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,7 +65,9 @@ static size_t n_requests, cap_requests;
 static tenant_t tenants[256];
 static int n_tenants;
 static int port = 0, batch = 1000, connections = 8;
-static double rate = 0, duration = 10, warmup = 2, retry_refused_ms = 0;
+static double rate = 0, duration = 10, warmup = 2, retry_refused_ms = 0, flood = 0;
+static size_t flood_max_answer;
+static long flood_status[600];
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t next_request;
@@ -300,6 +308,66 @@ static void *connection_main(void *arg)
     return NULL;
 }
 
+/* --flood: one POST of a body of bad one-byte records; keeps the status and answer size. */
+static void *flood_main(void *arg)
+{
+    (void)arg;
+    int fd = connect_server();
+    char head[512];
+    size_t bytes = (size_t)flood, sent = 0, got = 0;
+    int n = snprintf(head, sizeof(head),
+                     "POST /v1/workflows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/x-ndjson\r\nContent-Length: %zu\r\n\r\n",
+                     tenants[0].key, bytes);
+    if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n)
+        die("send");
+    static char chunk[64 * 1024];
+    for (size_t i = 0; i < sizeof(chunk); i += 2)
+        memcpy(chunk + i, "1\n", 2);
+    char *answer = malloc(64 << 20);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN | (sent < bytes ? POLLOUT : 0)};
+        if (poll(&p, 1, (int)(duration * 1000)) <= 0)
+            break;
+        if (p.revents & POLLIN) {
+            ssize_t r = recv(fd, answer + got, (64 << 20) - got, 0);
+            if (r <= 0 || got + (size_t)r == (64 << 20))
+                break;
+            got += (size_t)r;
+        } else if (p.revents & POLLOUT) {
+            size_t want = bytes - sent < sizeof(chunk) ? bytes - sent : sizeof(chunk);
+            ssize_t w = send(fd, chunk, want, MSG_NOSIGNAL);
+            sent = w <= 0 ? bytes : sent + (size_t)w;
+        } else {
+            break;
+        }
+    }
+    int status = got > 12 ? atoi(answer + 9) : 0;
+    pthread_mutex_lock(&lock);
+    flood_status[status >= 0 && status < 600 ? status : 0]++;
+    if (got > flood_max_answer)
+        flood_max_answer = got;
+    pthread_mutex_unlock(&lock);
+    free(answer);
+    close(fd);
+    return NULL;
+}
+
+static int run_flood(void)
+{
+    pthread_t threads[1024];
+    double t0 = now();
+    for (int i = 0; i < connections; i++)
+        pthread_create(&threads[i], NULL, flood_main, NULL);
+    for (int i = 0; i < connections; i++)
+        pthread_join(threads[i], NULL);
+    printf("{\"flood_bytes\": %.0f, \"connections\": %d, \"seconds\": %.2f, \"status_413\": %ld, "
+           "\"status_other\": %ld, \"max_answer_bytes\": %zu}\n",
+           flood, connections, now() - t0, flood_status[413], (long)connections - flood_status[413],
+           flood_max_answer);
+    return 0;
+}
+
 static int compare_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -341,17 +409,23 @@ int main(int argc, char **argv)
             warmup = atof(v);
         else if (strcmp(a, "--retry-refused") == 0)
             retry_refused_ms = atof(v);
+        else if (strcmp(a, "--flood") == 0)
+            flood = atof(v);
         else {
             fprintf(stderr, "pd_load: unknown option %s\n", a);
             return 2;
         }
         i++;
     }
+    if (flood > 0 && port > 0 && keys != NULL && connections >= 1 && connections <= 1024) {
+        load_keys(keys);
+        return n_tenants > 0 ? run_flood() : 2;
+    }
     if (port <= 0 || keys == NULL || input == NULL || batch < 1 || connections < 1 ||
         connections > 1024 || duration <= warmup) {
         fprintf(stderr, "usage: pd_load --port P --keys FILE --input FILE [--batch N] "
                         "[--connections C] [--rate R] [--duration S] [--warmup S] "
-                        "[--retry-refused MS]\n");
+                        "[--retry-refused MS] [--flood BYTES]\n");
         return 2;
     }
     load_keys(keys);
