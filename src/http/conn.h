@@ -94,6 +94,7 @@ struct conn {
     bool peer_gone;   /* closed while the handler held req: the answer is dropped */
     bool close_after; /* close once the answer is written */
     bool linger;      /* ... after a lingering close */
+    size_t lingered;  /* bytes read and dropped while lingering */
     int handles_open;
     uv_write_t write_req;
     uv_write_t continue_req;

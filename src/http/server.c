@@ -15,6 +15,7 @@
 #include "conn.h"
 
 #define LINGER_MS 2000
+#define LINGER_MAX_BYTES (8 * 1024 * 1024)
 
 static void send_answer(conn_t *c, int status, const char *content_type, const char *extra,
                         const char *body, size_t len, bool close);
@@ -287,9 +288,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    if (c->state == C_READING || c->state == C_BODY)
+    if (c->state == C_READING || c->state == C_BODY) {
         pd__http_parse(c, buf->base, (size_t)nread);
-    /* In LINGER, what the client still sends is dropped. */
+    } else if (c->state == C_LINGER) {
+        /* Dropped; but a client that keeps sending is not worth more than a bounded read. */
+        c->lingered += (size_t)nread;
+        if (c->lingered > LINGER_MAX_BYTES)
+            pd__http_close_conn(c);
+    }
 }
 
 /* --- accepting ------------------------------------------------------------- */

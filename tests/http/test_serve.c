@@ -906,6 +906,17 @@ Test(serve, drain_waits_for_a_begun_request_and_a_second_signal_exits_at_once)
 
 /* --- hostile and noisy clients --------------------------------------------------- */
 
+/*
+ * Latency bounds are the issue's own; under the sanitizers (several times
+ * slower) they get this much slack.  The figures themselves are measured by
+ * bench/abuse.sh, not here.
+ */
+#ifdef PD_SANITIZED
+#define SLACK 5.0
+#else
+#define SLACK 1.0
+#endif
+
 /* A TCP connection to the server on 127.0.0.1 from the loopback address src. */
 static int connect_from(const char *src, int port)
 {
@@ -1036,7 +1047,7 @@ Test(serve, tiny_record_floods_are_refused_early_with_bounded_memory_and_a_live_
     }
     double rss = peak_rss_mib(e->server->pid);
     cr_assert_lt(rss, 300, "serve peaked at %.0f MiB", rss);
-    cr_assert_lt(probe.max_ms, 500, "/healthz took %.0f ms", probe.max_ms);
+    cr_assert_lt(probe.max_ms, 500 * SLACK, "/healthz took %.0f ms", probe.max_ms);
     cr_assert_eq(probe.failures, 0);
     cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows"), 0);
     serve_down();
@@ -1084,7 +1095,7 @@ Test(serve, unauthenticated_announcements_reserve_nothing)
     char *r = http(e->server, "POST", "/v1/workflows", e->key, NULL, records_file("real", 1),
                    &status, NULL);
     cr_assert_eq(status, 200, "%s", r);
-    cr_assert_lt(now_s() - t0, 1.0);
+    cr_assert_lt(now_s() - t0, 1.0 * SLACK);
     free(r);
     for (int i = 0; i < N; i++)
         close(fds[i]);
@@ -1212,7 +1223,7 @@ Test(serve, a_bogus_key_flood_is_limited_per_address_and_real_tenants_stay_serve
     double t0 = now_s();
     r = http(e->server, "POST", "/v1/workflows", e->key, NULL, records_file("b", 1), &status, NULL);
     cr_assert_eq(status, 200, "%s", r);
-    cr_assert_lt(now_s() - t0, 1.0);
+    cr_assert_lt(now_s() - t0, 1.0 * SLACK);
     free(r);
     serve_down();
 }
@@ -1280,7 +1291,7 @@ Test(serve, a_hog_tenant_gets_429_while_a_quiet_tenant_is_never_refused)
     char *hog_summary = pdt_read_file(hogout, NULL);
     cr_assert_not_null(hog_summary);
 
-    double bound = 5 * solo_p99 > 1000 ? 5 * solo_p99 : 1000;
+    double bound = (5 * solo_p99 > 1000 ? 5 * solo_p99 : 1000) * SLACK;
     cr_assert_eq(json_number(shared, "status_429"), 0, "quiet refused: %s", shared);
     cr_assert_eq(json_number(shared, "status_503"), 0, "quiet refused: %s", shared);
     cr_assert_eq(json_number(shared, "failures"), 0, "%s", shared);
