@@ -4,6 +4,10 @@
 #   scripts/citus.sh start DIR            create the 3 nodes in DIR (must not exist) on free
 #                                         loopback ports, print the coordinator URL on stdout
 #   scripts/citus.sh url DIR              print the coordinator URL
+#   scripts/citus.sh createdb DIR NAME    create database NAME on every node, with the citus
+#                                         extension and the workers registered in it; print
+#                                         its coordinator URL (about a second: a copy of a
+#                                         template made by start)
 #   scripts/citus.sh worker-url DIR N     print the URL of worker N (1 or 2)
 #   scripts/citus.sh restart-worker DIR N restart worker N (pg_ctl -m fast), for fault tests
 #   scripts/citus.sh restart DIR          restart the coordinator (pg_ctl -m fast)
@@ -19,7 +23,7 @@
 # once: later runs find it installed and take no time.
 set -euo pipefail
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 pg="$here/pg.sh"
@@ -76,6 +80,17 @@ ensure_citus() {
 
 psql_at() { "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -At -d "$1" -c "$2"; }
 
+template=pd_citus_template
+
+# Citus's node metadata is per database: registers the coordinator and the two workers in
+# the database at URL $1 (the workers must have a database of the same name with citus).
+register() {
+  psql_at "$1" "SELECT citus_set_coordinator_host('127.0.0.1', $(cat "$dir/coordinator/port"))" >/dev/null
+  for n in 1 2; do
+    psql_at "$1" "SELECT citus_add_node('127.0.0.1', $(cat "$dir/worker$n/port"))" >/dev/null
+  done
+}
+
 node_dir() {  # DIR N -> DIR/coordinator or DIR/workerN
   case "$2" in
     0) echo "$1/coordinator" ;;
@@ -116,6 +131,13 @@ start)
 # scripts/citus.sh
 shared_preload_libraries = 'citus'
 citus.node_conninfo = 'sslmode=disable'
+# Citus runs a maintenance background worker per database that has the extension, and
+# tests make a database each (createdb).
+max_worker_processes = 256
+# A transaction left prepared on a worker that restarted mid-commit holds its row locks until
+# the coordinator's recovery settles it: every 2 s here rather than every minute, so that the
+# fault tests do not wait.
+citus.recover_2pc_interval = '2s'
 EOF
     "$pg" restart "$d"
     psql_at "$("$pg" url "$d")" "CREATE EXTENSION citus"
@@ -125,12 +147,35 @@ EOF
   for n in 0 1 2; do start_node $n & pids+=($!); done
   for p in "${pids[@]}"; do wait "$p" || { echo "citus.sh: a node did not start" >&2; exit 1; }; done
   coord=$("$pg" url "$dir/coordinator")
-  psql_at "$coord" "SELECT citus_set_coordinator_host('127.0.0.1', $(cat "$dir/coordinator/port"))" >/dev/null
-  for n in 1 2; do
-    psql_at "$coord" "SELECT citus_add_node('127.0.0.1', $(cat "$dir/worker$n/port"))" >/dev/null
+  register "$coord"
+  # The template of createdb: on every node a database with the citus extension, closed to
+  # connections (CREATE DATABASE refuses a template someone is connected to, and Citus's
+  # maintenance daemon connects to every database that has the extension).
+  pids=()
+  for n in 0 1 2; do
+    u=$("$pg" url "$(node_dir "$dir" $n)")
+    ( psql_at "$u" "CREATE DATABASE $template" 2>/dev/null
+      psql_at "${u%/postgres}/$template" "CREATE EXTENSION citus"
+      psql_at "$u" "ALTER DATABASE $template WITH ALLOW_CONNECTIONS false"
+      psql_at "$u" "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$template'" >/dev/null
+    ) & pids+=($!)
   done
+  for p in "${pids[@]}"; do wait "$p" || { echo "citus.sh: the template database was not made" >&2; exit 1; }; done
   ok=1
   echo "$coord"
+  ;;
+createdb)
+  name=${3:-}
+  [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "citus.sh: createdb needs a lower-case database name" >&2; exit 2; }
+  pids=()
+  for n in 0 1 2; do
+    u=$("$pg" url "$(node_dir "$dir" $n)")
+    PGOPTIONS="-c client_min_messages=warning" psql_at "$u" "CREATE DATABASE $name TEMPLATE $template" & pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || { echo "citus.sh: CREATE DATABASE $name failed" >&2; exit 1; }; done
+  coord=$("$pg" url "$dir/coordinator")
+  register "${coord%/postgres}/$name"
+  echo "${coord%/postgres}/$name"
   ;;
 url)
   "$pg" url "$dir/coordinator" ;;

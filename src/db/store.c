@@ -33,19 +33,21 @@
  * Every statement is sent unnamed (pd_db_run) and every setting is SET
  * LOCAL, so consecutive transactions may run on different server
  * connections: the store works through PgBouncer in transaction pooling.
- * On Citus, each transaction touches one tenant and so one shard group on
- * one worker node; Citus commits it there in one phase, so an attempt
- * either committed on that node or did not, and the lost-commit check
- * below settles which.
+ * On Citus, each transaction writes one tenant's shards, on one worker
+ * node, but the statements' intermediate results go to every worker, so
+ * Citus commits with two-phase commit, the coordinator deciding.  A worker
+ * restarting between PREPARE and COMMIT PREPARED leaves the transaction in
+ * doubt, holding its row locks, until Citus's recovery settles it
+ * (citus.recover_2pc_interval); the lost-commit check below waits for that.
  *
  * Threads: a store is used by the one writer thread that created it.
  *
  * Retries: a deadlock or serialization failure (40P01, 40001) rolls back and
  * runs the transaction again; a lost connection reconnects with exponential
  * backoff and jitter.  If the connection was lost after COMMIT was sent, the
- * batch may have committed: the next attempt first looks for workflow rows
- * carrying the batch's token, and if there are any it reports what was
- * committed instead of writing again.
+ * batch may have committed: when the next attempt's CLAIM takes no workflow,
+ * it looks for workflow rows carrying the batch's token, and if there are
+ * any it reports what was committed instead of writing again.
  */
 #define _GNU_SOURCE /* qsort_r */
 #include "pd/store.h"
@@ -475,20 +477,29 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     if ((rc = pd_db_begin_tenant(s->db, tenant, err)) < 0)
         return rc;
 
-    if (batch->attempts > 1) {
-        /* The connection was lost: did an earlier attempt commit before that? */
+    const char *claim[] = {tenant, s->keys.buf.data, token};
+    if ((rc = pd_db_run(s->db, &SQL_CLAIM, claim, &res, err)) < 0)
+        goto fail;
+    int claimed = PQntuples(res);
+    mark_new(s, res);
+    pd_db_result_free(res);
+    res = NULL;
+
+    if (batch->attempts > 1 && claimed == 0) {
+        /*
+         * An earlier attempt may have committed: then every workflow of the
+         * batch exists and CLAIM took none.  Looking after CLAIM rather than
+         * before matters when that attempt's outcome was still in doubt (on
+         * Citus, a transaction prepared on a worker node that restarted stays
+         * in doubt until the coordinator's recovery settles it): CLAIM waits
+         * on its rows' locks until it is settled, so the look that follows
+         * sees the rows if it committed.
+         */
         if ((rc = committed_before(s, batch, tenant, token, err)) < 0)
             goto fail;
         if (rc == 1)
             return pd_db_end(s->db, PD_OK, err);
     }
-
-    const char *claim[] = {tenant, s->keys.buf.data, token};
-    if ((rc = pd_db_run(s->db, &SQL_CLAIM, claim, &res, err)) < 0)
-        goto fail;
-    mark_new(s, res);
-    pd_db_result_free(res);
-    res = NULL;
 
     batch->new_patterns = 0;
     size_t rows = 0;

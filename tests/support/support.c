@@ -87,21 +87,79 @@ static const char *base_url(void)
     return url;
 }
 
+const char *pdt_deployment(void)
+{
+    const char *d = getenv("PD_TEST_DEPLOYMENT");
+    if (d == NULL || *d == '\0')
+        return "direct";
+    REQUIRE(strcmp(d, "direct") == 0 || strcmp(d, "pgbouncer") == 0 || strcmp(d, "citus") == 0,
+            "PD_TEST_DEPLOYMENT=%s: expected direct, pgbouncer or citus", d);
+    return d;
+}
+
+static const char *citus_dir(void)
+{
+    const char *dir = getenv("PD_TEST_CITUS_DIR");
+    REQUIRE(dir != NULL, "PD_TEST_DEPLOYMENT=citus needs PD_TEST_CITUS_DIR (scripts/citus.sh's "
+                         "folder)");
+    return dir;
+}
+
+/* url with its database name (after the last '/') replaced by name; malloc'd. */
+static char *with_database(const char *url, const char *name)
+{
+    const char *slash = strrchr(url, '/');
+    REQUIRE(slash != NULL, "%s is not a URL", url);
+    size_t prefix = (size_t)(slash - url) + 1;
+    char *out = malloc(prefix + strlen(name) + 1);
+    memcpy(out, url, prefix);
+    strcpy(out + prefix, name);
+    return out;
+}
+
 char *pdt_new_database(void)
 {
     static int counter;
     const char *base = base_url();
     char name[64], sql[128];
     snprintf(name, sizeof(name), "pdt_%d_%d", (int)getpid(), counter++);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
-    pdt_sql_exec(base, sql);
-    const char *slash = strrchr(base, '/');
-    REQUIRE(slash != NULL, "%s is not a URL", base);
-    size_t prefix = (size_t)(slash - base) + 1;
-    char *url = malloc(prefix + strlen(name) + 1);
-    memcpy(url, base, prefix);
-    strcpy(url + prefix, name);
-    return url;
+    if (strcmp(pdt_deployment(), "citus") == 0) {
+        /* A database of its own on each node, with the extension and the nodes registered. */
+        char cmd[4096];
+        snprintf(cmd, sizeof(cmd), "'%s/scripts/citus.sh' createdb '%s' %s", PD_SOURCE_DIR,
+                 citus_dir(), name);
+        int status;
+        free(pdt_run(cmd, &status));
+        REQUIRE(status == 0, "%s failed", cmd);
+    } else {
+        /* Through PgBouncer too: it passes every database name on to the cluster. */
+        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+        pdt_sql_exec(base, sql);
+    }
+    return with_database(base, name);
+}
+
+char *pdt_worker_url(const char *url, int n)
+{
+    REQUIRE(strcmp(pdt_deployment(), "citus") == 0, "worker nodes exist only on Citus");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s/scripts/citus.sh' worker-url '%s' %d", PD_SOURCE_DIR,
+             citus_dir(), n);
+    int status;
+    char *worker = pdt_run(cmd, &status);
+    REQUIRE(status == 0 && strncmp(worker, "postgresql://", 13) == 0, "%s: %s", cmd, worker);
+    worker[strcspn(worker, "\n")] = '\0';
+    /* The worker's URL names postgres@; keep url's user and database. */
+    const char *at = strchr(url + 13, '@'), *host = strchr(worker + 13, '@');
+    REQUIRE(at != NULL && host != NULL, "unexpected URLs %s, %s", url, worker);
+    const char *dbname = strrchr(url, '/') + 1;
+    size_t user = (size_t)(at - url);
+    char *host_port = strndup(host, strcspn(host, "/"));
+    char *out = malloc(user + strlen(host_port) + strlen(dbname) + 2);
+    sprintf(out, "%.*s%s/%s", (int)user, url, host_port, dbname);
+    free(host_port);
+    free(worker);
+    return out;
 }
 
 static PGconn *connect_or_fail(const char *url)

@@ -2,6 +2,17 @@
  * Helpers shared by the tests of every stage (and tests/pool/pool_race.c): running the patternd
  * binary, creating a fresh database on the throwaway cluster that scripts/test.sh started (its URL
  * is in $PD_TEST_DATABASE_URL), and reading results back.
+ *
+ * The same tests run on three deployments, chosen by $PD_TEST_DEPLOYMENT:
+ *   direct (or unset)  $PD_TEST_DATABASE_URL is a PostgreSQL (scripts/pg.sh), $PD_TEST_PGDIR its
+ *                      folder;
+ *   pgbouncer          $PD_TEST_DATABASE_URL is a PgBouncer in transaction pooling
+ *                      (scripts/pgbouncer.sh) that every connection of the tests and of patternd
+ *                      goes through, $PD_TEST_PGDIR the cluster behind it;
+ *   citus              $PD_TEST_DATABASE_URL is a Citus coordinator and $PD_TEST_CITUS_DIR the
+ *                      folder of scripts/citus.sh; a new database is made on every node with the
+ *                      citus extension and the workers registered ($PD_TEST_PGDIR: the
+ *                      coordinator's folder).
  */
 #ifndef PD_TEST_SUPPORT_H
 #define PD_TEST_SUPPORT_H
@@ -28,6 +39,15 @@ const char *pdt_binary(void);
  * (malloc'd).  Fails the test when the cluster is not there.
  */
 char *pdt_new_database(void);
+
+/* The deployment under test: "direct", "pgbouncer" or "citus" (see the top of this file). */
+const char *pdt_deployment(void);
+
+/*
+ * On Citus: the URL of url's database on worker node n (1 or 2), as url's
+ * user (malloc'd).  Fails the test on other deployments.
+ */
+char *pdt_worker_url(const char *url, int n);
 
 /* First column of the first row of sql, or NULL; malloc'd. Fails the test on error. */
 char *pdt_sql_value(const char *url, const char *sql);
