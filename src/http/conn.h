@@ -131,6 +131,11 @@ void pd__http_answer_error(conn_t *c, int status);
 void pd__http_settings_init(http_parser_settings *settings);
 /* Parses bytes that arrived (or were pending) in state READING or BODY. */
 void pd__http_parse(conn_t *c, const char *data, size_t len);
+/*
+ * Parses on in the connection's new state (READING or BODY): first the bytes
+ * kept in `pending`, then from the socket, unless parsing them moved on.
+ */
+void pd__http_resume(conn_t *c);
 /* Forgets the request, releasing its headers and its share of the body budget. */
 void pd__http_reset_request(conn_t *c);
 /* The body stopped before its end (status, or -1 when the client went away). */

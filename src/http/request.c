@@ -266,6 +266,12 @@ void pd_http_read_body(pd_http_request_t *req, const pd_http_body_sink_t *sink)
     }
     c->state = C_BODY;
     pd__http_start_timer(c, c->server->cfg.read_timeout_ms);
+    pd__http_resume(c);
+}
+
+void pd__http_resume(conn_t *c)
+{
+    conn_state_t state = c->state;
     http_parser_pause(&c->parser, 0);
     if (c->pending != NULL) {
         char *data = c->pending;
@@ -275,7 +281,7 @@ void pd_http_read_body(pd_http_request_t *req, const pd_http_body_sink_t *sink)
         pd__http_parse(c, data, len);
         free(data);
     }
-    if (c->state == C_BODY)
+    if (c->state == state)
         pd__http_start_reading(c);
 }
 

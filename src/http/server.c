@@ -203,17 +203,7 @@ static void on_write(uv_write_t *w, int status)
     pd__http_reset_request(c);
     c->state = C_READING;
     uv_timer_start(&c->timer, on_timer, (uint64_t)c->server->cfg.idle_timeout_ms, 0);
-    http_parser_pause(&c->parser, 0);
-    if (c->pending != NULL) {
-        char *data = c->pending;
-        size_t len = c->pending_len;
-        c->pending = NULL;
-        c->pending_len = 0;
-        pd__http_parse(c, data, len);
-        free(data);
-    }
-    if (c->state == C_READING)
-        pd__http_start_reading(c);
+    pd__http_resume(c);
 }
 
 static void send_answer(conn_t *c, int status, const char *content_type, const char *extra,
