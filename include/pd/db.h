@@ -94,10 +94,9 @@ void pd_db_set_async_commit(pd_db_t *db, bool on);
 /*
  * Begins a transaction scoped to tenant: the row-level security policies
  * (migrations/0002) compare every row's tenant_id with the setting
- * patternd.tenant, which this sets until the transaction ends.  One
- * round trip of simple-protocol statements:
+ * patternd.tenant, which this sets until the transaction ends.  BEGIN,
+ * then one round trip of simple-protocol statements:
  *
- *   BEGIN;
  *   SET LOCAL citus.propagate_set_commands = 'local';
  *   SET LOCAL patternd.tenant = '<tenant, quoted by libpq>';
  *

@@ -196,17 +196,26 @@ int pd_db_begin_tenant(pd_db_t *db, const char *tenant, pd_error_t *err)
             chomp(err->message);
         return rc == PD_ECONN ? rc : PD_EINVAL;
     }
+    /*
+     * BEGIN goes alone: Citus hands the text of the query that held a SET
+     * on to the worker nodes, and a BEGIN in it makes each worker warn
+     * "there is already a transaction in progress".
+     */
+    int rc = pd_db_exec(db, "BEGIN", err);
+    if (rc < 0) {
+        PQfreemem(literal);
+        return rc;
+    }
     pd_buf_t sql = {0};
-    PD_BUF_LIT(&sql, "BEGIN; SET LOCAL citus.propagate_set_commands = 'local';"
+    PD_BUF_LIT(&sql, "SET LOCAL citus.propagate_set_commands = 'local';"
                      " SET LOCAL patternd.tenant = ");
     pd_buf_puts(&sql, literal);
     PQfreemem(literal);
     if (db->async_commit)
         pd_buf_put(&sql, SQL_ASYNC, sizeof(SQL_ASYNC) - 1);
     pd_buf_put(&sql, "", 1);
-    int rc = sql.failed ? pd_error_set(err, PD_ENOMEM, 0, "", "out of memory")
-                        : check(db, PQexec(db->conn, sql.data), NULL,
-                                "beginning the tenant's transaction", err);
+    rc = sql.failed ? pd_error_set(err, PD_ENOMEM, 0, "", "out of memory")
+                    : check(db, PQexec(db->conn, sql.data), NULL, "setting the tenant", err);
     pd_buf_close(&sql);
     /* A failure after BEGIN leaves an aborted transaction open: end it. */
     return rc < 0 ? pd_db_end(db, rc, err) : PD_OK;
