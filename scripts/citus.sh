@@ -6,8 +6,10 @@
 #   scripts/citus.sh url DIR              print the coordinator URL
 #   scripts/citus.sh createdb DIR NAME    create database NAME on every node, with the citus
 #                                         extension and the workers registered in it; print
-#                                         its coordinator URL (about a second: a copy of a
-#                                         template made by start)
+#                                         its coordinator URL (about 2 s: a copy of a template
+#                                         made by start).  Each such database keeps a Citus
+#                                         maintenance process per node and a few connections
+#                                         between nodes: a test cluster holds some 60
 #   scripts/citus.sh worker-url DIR N     print the URL of worker N (1 or 2)
 #   scripts/citus.sh restart-worker DIR N restart worker N (pg_ctl -m fast), for fault tests
 #   scripts/citus.sh restart DIR          restart the coordinator (pg_ctl -m fast)
@@ -23,7 +25,7 @@
 # once: later runs find it installed and take no time.
 set -euo pipefail
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 pg="$here/pg.sh"
@@ -167,6 +169,10 @@ EOF
 createdb)
   name=${3:-}
   [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "citus.sh: createdb needs a lower-case database name" >&2; exit 2; }
+  # One at a time: node registrations in two databases at once collide on the workers'
+  # shared catalogs ("tuple concurrently updated").
+  exec 8>"$dir/createdb.lock"
+  flock 8
   pids=()
   for n in 0 1 2; do
     u=$("$pg" url "$(node_dir "$dir" $n)")

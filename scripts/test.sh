@@ -9,6 +9,13 @@
 #                              of libFuzzer on the record parser and detector
 #   scripts/test.sh --quick    only the -Werror build and its tests
 #
+# The full run also runs the suites that issue 10 names on the two other
+# deployments, with the -Werror build: behind PgBouncer in transaction
+# pooling (scripts/pgbouncer.sh) and on Citus, a coordinator and 2 workers
+# (scripts/citus.sh, which builds Citus from $CITUS_SRC when it is not
+# installed; default: the tarball in ../shared/citus/).  The tests read the
+# deployment from PD_TEST_DEPLOYMENT (tests/support/support.h).
+#
 # Installs what is missing (scripts/setup.sh), starts and removes its own
 # PostgreSQL cluster, and exits non-zero on the first failure.
 set -euo pipefail
@@ -31,7 +38,12 @@ fi
 
 tmp=$(mktemp -d /tmp/patternd-test.XXXXXX)
 chmod 755 "$tmp"
-cleanup() { scripts/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+cleanup() {
+  scripts/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true
+  [ ! -d "$tmp/bouncer" ] || scripts/pgbouncer.sh stop "$tmp/bouncer" >/dev/null 2>&1 || true
+  [ ! -d "$tmp/citus" ] || scripts/citus.sh stop "$tmp/citus" >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 step "PostgreSQL (throwaway cluster)"
@@ -50,6 +62,46 @@ step "build (-Werror) and tests"
 CTEST_ARGS="" run_suite build
 
 $quick && exit 0
+
+# Runs Criterion binaries of build/ with the deployment's environment: each
+# argument is "binary" or "binary=filter" (a Criterion --filter pattern).
+deploy_tests() {
+  local spec bin filter failed=0
+  for spec in "$@"; do
+    bin=${spec%%=*}; filter=""
+    [ "$bin" = "$spec" ] || filter=${spec#*=}
+    echo "--- $bin${filter:+ ($filter)}"
+    local t0=$SECONDS
+    if [ "$bin" = pool_race ]; then  # a plain program, not Criterion
+      (cd build && ./pool_race) || failed=1
+    else
+      # Citus relays its workers' notices; the tests' own output stays.
+      (cd build && ./"$bin" --jobs "$([ "$bin" = test_faults ] && echo 1 || nproc)" ${filter:+--filter "$filter"}) 2>&1 \
+        | { grep -v -E '^(WARNING|DETAIL|HINT):' || true; } || failed=1
+    fi
+    echo "--- $bin: $((SECONDS - t0)) s"
+    [ "$failed" = 0 ] || return 1
+  done
+}
+serve_isolation='serve/@(missing_unknown_and_revoked_keys_get_401_and_write_nothing|refuses_to_run_as_a_role_that_bypasses_row_level_security|records_of_another_tenant_are_rejected_and_nothing_of_them_written|sample_through_two_servers_matches_reference|healthz_readyz_and_metrics)'
+
+step "PgBouncer (transaction pooling): migrate, exactly-once, faults, serve isolation, keys and report"
+bouncer_url=$(scripts/pgbouncer.sh start "$tmp/bouncer")
+echo "$bouncer_url"
+PD_TEST_DEPLOYMENT=pgbouncer PD_TEST_DATABASE_URL=$bouncer_url PD_TEST_PGDIR="$tmp/bouncer/pg" \
+  deploy_tests test_pgbouncer test_migrate test_ingest test_faults pool_race test_tenancy "test_serve=$serve_isolation"
+scripts/pgbouncer.sh stop "$tmp/bouncer"
+
+step "Citus (coordinator + 2 workers): migrate, exactly-once, worker restarts and backend kills, races, RLS on the shards, serve"
+export CITUS_SRC=${CITUS_SRC:-$root/../shared/citus/citus-13.2.2-pg15.20.tar.gz}
+citus_url=$(scripts/citus.sh start "$tmp/citus")
+echo "$citus_url"
+# The fault tests first: a worker restart takes longer with every database the other tests add.
+PD_TEST_DEPLOYMENT=citus PD_TEST_DATABASE_URL=$citus_url PD_TEST_CITUS_DIR="$tmp/citus" \
+  PD_TEST_PGDIR="$tmp/citus/coordinator" \
+  deploy_tests "test_faults=faults/@(killed_backends_change_nothing|citus_worker_restarts_change_nothing)" \
+  test_citus test_migrate test_ingest pool_race "test_tenancy=keys/*" "test_serve=$serve_isolation"
+scripts/citus.sh stop "$tmp/citus"
 
 step "AddressSanitizer + UndefinedBehaviorSanitizer"
 ASAN_OPTIONS=detect_leaks=1 CTEST_ARGS="" run_suite build-asan -DCMAKE_BUILD_TYPE=Debug "-DPD_SANITIZE=address;undefined"

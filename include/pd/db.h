@@ -72,11 +72,12 @@ int pd_db_run(pd_db_t *db, const pd_db_statement_t *st, const char *const *param
  * (40P01 deadlock, 40001 serialization failure), PD_ECONN or PD_EDB.
  * PD_ECONN is a lost connection, or an outcome that cannot be known: class
  * 08 and 57P01-57P03, also when Citus passes them through from a worker
- * node, and the two internal errors (XX000) Citus raises when a connection
- * between nodes broke during a transaction ("failure on connection marked
- * as essential") or during its COMMIT ("could not commit transaction for
- * shard ... on at least one active node").  A caller retries those with the
- * lost-commit check of src/db/store.c.
+ * node, and the internal errors (XX000) by which Citus reports a
+ * connection between nodes that broke during a transaction ("failure on
+ * connection marked as essential"), during its COMMIT ("could not commit
+ * transaction for shard ... on at least one active node"), or a worker's
+ * FATAL it relays ("terminating connection due to administrator command").
+ * A caller retries those with the lost-commit check of src/db/store.c.
  */
 int pd_db_classify(pd_db_t *db, const PGresult *res);
 

@@ -86,19 +86,33 @@ PGconn *pd_db_conn(pd_db_t *db)
 }
 
 /*
- * The internal errors (XX000, with no SQLSTATE of their own) by which Citus
- * reports a connection to a worker node lost inside a transaction or during
- * its COMMIT (remote_transaction.c, transaction_management.c).  The message
- * is the only way to tell them from a real internal error.
+ * Connection losses that Citus reports as internal errors (XX000): its own,
+ * when a connection to a worker node broke inside a transaction or during
+ * its COMMIT (remote_transaction.c, transaction_management.c), and a
+ * worker's own FATAL (a restart, a crash, a shutdown) relayed with XX000 by
+ * some of its executor's paths (seen: INSERT ... SELECT through the
+ * coordinator while a worker restarts).  The message is the only way to
+ * tell them from a real internal error.
  */
-static bool citus_connection_lost(const PGresult *res)
+static bool relayed_connection_loss(const PGresult *res)
 {
+    static const char *const prefixes[] = {
+        "failure on connection marked as essential",
+        "terminating connection ", /* due to administrator command, because of crash ... */
+        "connection to the remote node",
+        "the database system is ", /* shutting down, starting up, in recovery mode */
+        "connection not open",
+    };
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     if (msg == NULL)
         return false;
-    return strncmp(msg, "failure on connection marked as essential", 41) == 0 ||
-           (strncmp(msg, "could not commit transaction", 28) == 0 &&
-            strstr(msg, " active node") != NULL);
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    }
+    return (strncmp(msg, "could not commit transaction", 28) == 0 &&
+            strstr(msg, " active node") != NULL) ||
+           strstr(msg, "server closed the connection unexpectedly") != NULL;
 }
 
 int pd_db_classify(pd_db_t *db, const PGresult *res)
@@ -117,7 +131,7 @@ int pd_db_classify(pd_db_t *db, const PGresult *res)
      */
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
         return PD_ECONN;
-    if (strcmp(state, "XX000") == 0 && citus_connection_lost(res))
+    if (strcmp(state, "XX000") == 0 && relayed_connection_loss(res))
         return PD_ECONN;
     return PD_EDB;
 }
@@ -142,8 +156,14 @@ static int check(pd_db_t *db, PGresult *res, PGresult **out, const char *what, p
     if (msg == NULL || *msg == '\0')
         msg = PQerrorMessage(db->conn);
     pd_error_set(err, rc, 0, "", "%s%s%s", what ? what : "", what ? ": " : "", msg);
-    if (err)
+    if (err) {
         chomp(err->message);
+        /* The SQLSTATE tells an operator (and us) how the failure was classified. */
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        size_t len = strlen(err->message);
+        if (state != NULL && len < sizeof(err->message))
+            snprintf(err->message + len, sizeof(err->message) - len, " (SQLSTATE %s)", state);
+    }
     PQclear(res);
     return rc;
 }
@@ -189,12 +209,12 @@ int pd_db_begin_tenant(pd_db_t *db, const char *tenant, pd_error_t *err)
      */
     char *literal = PQescapeLiteral(db->conn, tenant, strlen(tenant));
     if (literal == NULL) {
-        int rc = pd_db_classify(db, NULL);
-        pd_error_set(err, rc == PD_ECONN ? rc : PD_EINVAL, 0, "tenant_id",
-                     "cannot quote the tenant: %s", PQerrorMessage(db->conn));
+        int rc = pd_db_connected(db) ? PD_EINVAL : PD_ECONN;
+        pd_error_set(err, rc, 0, "tenant_id", "cannot quote the tenant: %s",
+                     PQerrorMessage(db->conn));
         if (err)
             chomp(err->message);
-        return rc == PD_ECONN ? rc : PD_EINVAL;
+        return rc;
     }
     /*
      * BEGIN goes alone: Citus hands the text of the query that held a SET
