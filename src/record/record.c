@@ -463,6 +463,37 @@ static int decode(const char *line, size_t len, long line_no, parse_t *p, pd_err
     return rc;
 }
 
+/* The record's identity: workflow_id (else id), and tenant_id (else the caller's, else "default").
+ */
+static int get_identity(const parse_t *p, long line_no, const char *default_tenant,
+                        pd_record_t *out, pd_error_t *err)
+{
+    int has_id = get_id(p, F_WORKFLOW_ID, line_no, out->workflow_id, &out->workflow_id_is_int, err);
+    if (has_id == 0)
+        has_id = get_id(p, F_ID, line_no, out->workflow_id, &out->workflow_id_is_int, err);
+    if (has_id < 0)
+        return has_id;
+    if (has_id == 0)
+        return pd_error_set(err, PD_EINVAL, line_no, "workflow_id",
+                            "no usable id: workflow_id and id are both absent, null or empty");
+
+    const slot_t *tenant = &p->slots[F_TENANT_ID];
+    if (tenant->kind == K_ABSENT || tenant->kind == K_NULL) {
+        snprintf(out->tenant_id, sizeof(out->tenant_id), "%s",
+                 default_tenant ? default_tenant : "default");
+        return PD_OK;
+    }
+    if (tenant->kind != K_STRING)
+        return pd_error_set(err, PD_EINVAL, line_no, "tenant_id", "expected a string, got %s",
+                            kind_name(tenant->kind));
+    const char *t = slot_text(p, tenant);
+    if (strlen(t) != tenant->len || !pd_tenant_valid(t))
+        return pd_error_set(err, PD_EINVAL, line_no, "tenant_id",
+                            "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+    memcpy(out->tenant_id, t, tenant->len + 1);
+    return PD_OK;
+}
+
 int pd_record_parse(const char *line, size_t len, long line_no, const char *default_tenant,
                     pd_record_t *out, pd_error_t *err)
 {
@@ -477,40 +508,8 @@ int pd_record_parse(const char *line, size_t len, long line_no, const char *defa
     if ((rc = decode(line, len, line_no, &p, err)) < 0)
         goto fail;
 
-    /* Identity: workflow_id, else id. */
-    int has_id =
-        get_id(&p, F_WORKFLOW_ID, line_no, out->workflow_id, &out->workflow_id_is_int, err);
-    if (has_id == 0)
-        has_id = get_id(&p, F_ID, line_no, out->workflow_id, &out->workflow_id_is_int, err);
-    if (has_id < 0) {
-        rc = has_id;
+    if ((rc = get_identity(&p, line_no, default_tenant, out, err)) < 0)
         goto fail;
-    }
-    if (has_id == 0) {
-        rc = pd_error_set(err, PD_EINVAL, line_no, "workflow_id",
-                          "no usable id: workflow_id and id are both absent, null or empty");
-        goto fail;
-    }
-
-    /* Tenant: the record's, else the caller's, else "default". */
-    const slot_t *tenant = &p.slots[F_TENANT_ID];
-    if (tenant->kind != K_ABSENT && tenant->kind != K_NULL) {
-        if (tenant->kind != K_STRING) {
-            rc = pd_error_set(err, PD_EINVAL, line_no, "tenant_id", "expected a string, got %s",
-                              kind_name(tenant->kind));
-            goto fail;
-        }
-        const char *t = slot_text(&p, tenant);
-        if (strlen(t) != tenant->len || !pd_tenant_valid(t)) {
-            rc = pd_error_set(err, PD_EINVAL, line_no, "tenant_id",
-                              "must be 1-64 characters of A-Z a-z 0-9 . _ -");
-            goto fail;
-        }
-        memcpy(out->tenant_id, t, tenant->len + 1);
-    } else {
-        snprintf(out->tenant_id, sizeof(out->tenant_id), "%s",
-                 default_tenant ? default_tenant : "default");
-    }
 
     pd_text_t start;
     double duration;
