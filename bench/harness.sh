@@ -4,6 +4,7 @@
 #
 #   bench/harness.sh [--count N] [--workers "1 2 4 8"] [--batches "100 1000 5000"]
 #                    [--small N] [--naive-count N] [--copy-runs N] [--out DIR]
+#                    [--deploy-workers N] [--deploy-batch N] [--no-deployments]
 #
 #   --count N        records to generate and ingest (default 1000000; 8 tenants, seed 1)
 #   --workers "..."  worker counts of the grid (default "1 2 4 8")
@@ -15,6 +16,9 @@
 #   --copy-runs N    timed COPY runs for the ceiling; the fastest is kept (default 3)
 #   --out DIR        where harness.md, harness.csv and harness.png go
 #                    (default bench/results)
+#   --deploy-workers N, --deploy-batch N
+#                    settings of the PgBouncer and Citus rows (default 4 and 1000)
+#   --no-deployments skip the PgBouncer and Citus rows
 #   -h, --help       show this help
 #
 # Builds patternd and pd_gen (CMake Release) into build-bench/, starts one
@@ -27,7 +31,11 @@
 #     --count, exported, then COPYed (psql \copy) into an empty
 #     `(LIKE pattern_occurrences INCLUDING ALL)` table; workflows/s = records
 #     of the input / COPY seconds;
-#   - the naive baseline: `patternd ingest --workers 1 --batch 1`.
+#   - the naive baseline: `patternd ingest --workers 1 --batch 1`;
+#   - the same --small records through PgBouncer in transaction pooling
+#     (scripts/pgbouncer.sh, its own PostgreSQL) and on Citus, a coordinator
+#     and 2 workers (scripts/citus.sh; CITUS_SRC as in scripts/test.sh when
+#     Citus is not installed), beside the direct default run at --small.
 # For each: workflows/s (records / wall time of the process), ratios to the
 # ceiling and the naive baseline, p50/p99 batch commit latency (patternd's
 # summary), peak RSS and user+sys CPU of the client (GNU time) and CPU of the
@@ -37,7 +45,7 @@
 # when a criterion is not met) and writes it, a CSV and a gnuplot PNG to --out.
 set -euo pipefail
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # The command line as typed, for the report (quoting arguments with spaces).
 invocation="bench/$(basename "$0")"
@@ -49,6 +57,7 @@ count=1000000
 workers_list="1 2 4 8"
 batches_list="100 1000 5000"
 small="" naive_count="" copy_runs=3 out=""
+deploy_workers=4 deploy_batch=1000 deployments=true
 need() { [ "$1" -ge 2 ] || { usage >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -59,6 +68,9 @@ while [ $# -gt 0 ]; do
     --naive-count) need $#; naive_count=$2; shift 2 ;;
     --copy-runs) need $#; copy_runs=$2; shift 2 ;;
     --out) need $#; out=$2; shift 2 ;;
+    --deploy-workers) need $#; deploy_workers=$2; shift 2 ;;
+    --deploy-batch) need $#; deploy_batch=$2; shift 2 ;;
+    --no-deployments) deployments=false; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -71,6 +83,7 @@ posint "$count" && [ "$count" -ge 100 ] || die_usage "--count must be an integer
 posint "$small" && [ "$small" -le "$count" ] || die_usage "--small must be an integer in 1..--count"
 posint "$naive_count" && [ "$naive_count" -le "$count" ] || die_usage "--naive-count must be an integer in 1..--count"
 posint "$copy_runs" || die_usage "--copy-runs must be a positive integer"
+posint "$deploy_workers" && posint "$deploy_batch" || die_usage "--deploy-workers and --deploy-batch take positive integers"
 for v in $workers_list $batches_list; do posint "$v" || die_usage "--workers and --batches take positive integers"; done
 [ -n "${workers_list// /}" ] && [ -n "${batches_list// /}" ] || die_usage "--workers and --batches must not be empty"
 # Sorted, unique, so that the table and the chart read in order.
@@ -97,6 +110,8 @@ tmp=$(mktemp -d)
 chmod 755 "$tmp"
 cleanup() {
   if [ -e "$tmp/pg" ]; then scripts/pg.sh stop "$tmp/pg" || true; fi
+  if [ -e "$tmp/bouncer" ]; then scripts/pgbouncer.sh stop "$tmp/bouncer" || true; fi
+  if [ -e "$tmp/citus" ]; then scripts/citus.sh stop "$tmp/citus" || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -123,7 +138,11 @@ def_label="${def_workers:-?} workers, batch ${def_batch:-?}"
 url=$(scripts/pg.sh start "$tmp/pg")
 say "PostgreSQL at $url"
 base=${url%/postgres}
-pg_pid=$(head -n 1 "$tmp/pg/data/postmaster.pid")
+# The server processes measured: the postmasters of the current target (their
+# children are counted with them) and other processes counted on their own
+# (PgBouncer).  The target starts as the direct PostgreSQL.
+postmasters=" $(head -n 1 "$tmp/pg/data/postmaster.pid") " others=" "
+admin_url=$url target=direct checkpoint_urls=$url
 q() { psql -X -q -tA -v ON_ERROR_STOP=1 "$@"; }
 
 # Durable commits, or the numbers mean nothing.
@@ -150,9 +169,11 @@ server_ticks() {
     rest=${line##*) } # the command name may hold spaces and parentheses
     read -r -a a <<<"$rest"
     # a[0] is field 3 (state): ppid a[1], utime a[11], stime a[12], cutime a[13], cstime a[14]
-    if [ "$f" = "/proc/$pg_pid/stat" ]; then
+    local pid=${f#/proc/}
+    pid=${pid%/stat}
+    if [[ "$postmasters" == *" $pid "* ]]; then
       total=$((total + a[11] + a[12] + a[13] + a[14]))
-    elif [ "${a[1]}" = "$pg_pid" ]; then
+    elif [[ "$postmasters" == *" ${a[1]} "* || "$others" == *" $pid "* ]]; then
       total=$((total + a[11] + a[12]))
     fi
   done
@@ -162,13 +183,19 @@ server_ticks() {
 # Reads a number field from patternd's one-line JSON summary.
 json_num() { sed -n "s/.*\"$1\": *\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 
-# Fresh database NAME, migrated; prints its URL.
+# Fresh database NAME on the current target, migrated; prints its URL.
 fresh_db() {
-  q "$url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >&2
-  "$pd" migrate --db "$base/$1" >&2
-  echo "$base/$1"
+  local db_url
+  if [ "$target" = citus ]; then
+    db_url=$(scripts/citus.sh createdb "$tmp/citus" "$1")
+  else
+    q "$admin_url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >&2
+    db_url=$base/$1
+  fi
+  "$pd" migrate --db "$db_url" >&2
+  echo "$db_url"
 }
-drop_db() { q "$url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" >&2; }
+drop_db() { [ "$target" = citus ] || q "$admin_url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" >&2; }
 
 # Runs a command under GNU time and samples the server's CPU around it.
 # Sets m_wall (s), m_rss (KiB), m_cpu (client user+sys s), m_srv (server s),
@@ -176,7 +203,10 @@ drop_db() { q "$url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF
 # stderr go to $tmp/stdout and $tmp/stderr; returns its exit status.
 measure() {
   local t0 t1 s0 s1 rc=0
-  q "$url" -c CHECKPOINT # so that no run pays for the dirty pages of the one before
+  local u
+  for u in $checkpoint_urls; do # so that no run pays for the dirty pages of the one before
+    q "$u" -c CHECKPOINT
+  done
   m_load=$(cut -d' ' -f1 /proc/loadavg)
   s0=$(server_ticks)
   t0=$EPOCHREALTIME
@@ -293,6 +323,28 @@ drop_db bench_ceiling
 run_ingest naive "naive: a transaction per record" "$tmp/naive.ndjson" "$naive_count" bench_naive --workers 1 --batch 1
 drop_db bench_naive
 
+# 5. The same --small records through PgBouncer and on Citus, each on its own
+# throwaway deployment started now (the direct PostgreSQL stays up, idle).
+deploy_flags=(--workers "$deploy_workers" --batch "$deploy_batch")
+if $deployments; then
+  say "PgBouncer (transaction pooling) in front of its own PostgreSQL"
+  base=$(scripts/pgbouncer.sh start "$tmp/bouncer")
+  base=${base%/postgres}
+  admin_url=$(scripts/pgbouncer.sh direct-url "$tmp/bouncer") target=pgbouncer checkpoint_urls=$admin_url
+  postmasters=" $(head -n 1 "$tmp/bouncer/pg/data/postmaster.pid") " others=" $(cat "$tmp/bouncer/pgbouncer.pid") "
+  run_ingest deploy "ingest via PgBouncer (transaction pooling)" "$tmp/small.ndjson" "$small" bench_bouncer "${deploy_flags[@]}"
+  scripts/pgbouncer.sh stop "$tmp/bouncer" >&2
+
+  say "Citus: a coordinator and 2 workers"
+  export CITUS_SRC=${CITUS_SRC:-$root/../shared/citus/citus-13.2.2-pg15.20.tar.gz}
+  citus_url=$(scripts/citus.sh start "$tmp/citus")
+  target=citus checkpoint_urls="$citus_url $(scripts/citus.sh worker-url "$tmp/citus" 1) $(scripts/citus.sh worker-url "$tmp/citus" 2)"
+  postmasters=" " others=" "
+  for node in coordinator worker1 worker2; do postmasters+="$(head -n 1 "$tmp/citus/$node/data/postmaster.pid") "; done
+  run_ingest deploy "ingest on Citus (coordinator + 2 workers)" "$tmp/small.ndjson" "$small" bench_citus "${deploy_flags[@]}"
+  scripts/citus.sh stop "$tmp/citus" >&2
+fi
+
 # Ratios, now that the ceiling and the baseline are known.
 ceiling_wps=$(awk -F, '$1 == "ceiling" { print $7 }' "$tmp/rows.csv")
 naive_wps=$(awk -F, '$1 == "naive" { print $7 }' "$tmp/rows.csv")
@@ -301,7 +353,7 @@ awk -F, -v OFS=, -v c="$ceiling_wps" -v nv="$naive_wps" 'NR == 1 { print; next }
 
 # The markdown table, in the order: ceiling, naive, defaults, grid.
 table=$(awk -F, 'NR > 1 {
-  rank = ($1 == "ceiling") ? 0 : ($1 == "naive") ? 1 : ($1 == "default") ? 2 : 3
+  rank = ($1 == "ceiling") ? 0 : ($1 == "naive") ? 1 : ($1 == "default" || $1 == "deploy") ? 2 : 3
   print rank "\t" $0 }' "$csv" | sort -t$'\t' -k1,1n -s | cut -f2- | awk -F, '
   function dash(v) { return v == "" ? "—" : v }
   function ms(v) { return v == "" ? "—" : sprintf("%.1f", v) }
@@ -370,6 +422,9 @@ copy_all=$(printf '%s s, ' "${copy_walls[@]}")
   echo "- workflows/s = records / wall time of the whole process (start-up, reading, connecting included). Commit latency: patternd's summary, each batch's transaction from BEGIN to COMMIT acknowledged."
   echo "- Ceiling: the ${exported} \`pattern_occurrences\` rows written by the $count-record default run, exported with \`\\copy (SELECT tenant_id, pattern_id, workflow_id, similarity_score, matched_characteristics, detected_at FROM pattern_occurrences) TO FILE\` and loaded with \`psql -c '\\copy ceiling_occurrences (...) FROM FILE'\` into an empty \`CREATE TABLE ceiling_occurrences (LIKE pattern_occurrences INCLUDING ALL)\` (same primary key and unique index) in a fresh database; one transaction; workflows/s = $count input records / COPY wall seconds; fastest of $copy_runs runs (${copy_all%, }). It writes only the occurrence rows: not the \`workflows\` ledger nor the \`operation_patterns\` statistics that ingest maintains as well."
   echo "- Naive baseline: \`patternd ingest --workers 1 --batch 1\` (one transaction per record on one connection) on the first $naive_count records only, since the full input would take too long; its rate is per record."
+  if $deployments; then
+    echo "- PgBouncer and Citus rows: the first $small records, \`--workers $deploy_workers --batch $deploy_batch\`, compare with the direct \`ingest (defaults)\` row at $small. PgBouncer 1.18 (\`pool_mode = transaction\`, scripts/pgbouncer.sh) in front of its own PostgreSQL; its server CPU includes PgBouncer's. Citus: a coordinator and 2 workers (scripts/citus.sh), every node a PostgreSQL on these same $(nproc) cores; its server CPU is the three nodes'. On one machine the Citus row shows the cost of distribution (each batch a distributed transaction, committed by two-phase commit over the workers), not scale-out: the nodes compete for the cores that one PostgreSQL had to itself."
+  fi
   echo "- † the COPY row's client is psql: its peak RSS and CPU, not patternd's."
   echo "- Server CPU: utime+stime+cutime+cstime of the postmaster plus utime+stime of its live children, from /proc, before and 0.3 s after each run (CLK_TCK=$hz); it includes the server's background processes."
   echo "- PostgreSQL $pg_version via scripts/pg.sh on the same machine: fsync=$pg_fsync, synchronous_commit=$pg_sync, full_page_writes=$pg_fpw, wal_sync_method=$pg_wsm, shared_buffers=$pg_sb, max_wal_size=$pg_mwal."
