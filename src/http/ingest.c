@@ -141,7 +141,7 @@ static int inflate_bytes(pd_call_t *call, char *data, size_t len)
     pd_upload_t *u = call->upload;
     u->z.next_in = (unsigned char *)data;
     u->z.avail_in = (unsigned)len;
-    while (u->z.avail_in > 0) {
+    for (;;) {
         u->z.next_out = (unsigned char *)u->inflated;
         u->z.avail_out = INFLATE_CHUNK;
         int zrc = inflate(&u->z, Z_NO_FLUSH);
@@ -151,13 +151,14 @@ static int inflate_bytes(pd_call_t *call, char *data, size_t len)
         int status = out > 0 ? parse_bytes(call, u->inflated, out) : 0;
         if (status != 0)
             return status;
-        u->gzip_ended = zrc == Z_STREAM_END;
-        if (u->gzip_ended && u->z.avail_in > 0)
-            return refuse(u, 400, "bytes after the end of the gzip stream");
-        if (zrc == Z_STREAM_END || (zrc == Z_BUF_ERROR && out == 0))
-            break;
+        if (zrc == Z_STREAM_END) {
+            u->gzip_ended = true;
+            return u->z.avail_in > 0 ? refuse(u, 400, "bytes after the end of the gzip stream") : 0;
+        }
+        /* A full output buffer may leave more output pending even with no input left. */
+        if ((u->z.avail_in == 0 && u->z.avail_out > 0) || (zrc == Z_BUF_ERROR && out == 0))
+            return 0;
     }
-    return 0;
 }
 
 /* The body sink: the next bytes as they arrive. */
@@ -172,7 +173,7 @@ static void on_body_end(void *ctx, int status)
     pd_call_t *call = ctx;
     pd_upload_t *u = call->upload;
     if (status == 0 && u->gzip && !u->gzip_ended)
-        status = refuse(u, 400, "the gzip body ends before its end");
+        status = refuse(u, 400, "the gzip body is cut short");
     if (status == 0) {
         int rc = pd_body_parser_finish(&u->parser);
         if (rc != 0)
