@@ -34,43 +34,15 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-cd "$(dirname "$0")/.."
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-serve_pid=""
-cleanup() {
-  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
-  if [ -e "$tmp/pg" ]; then scripts/pg.sh stop "$tmp/pg" || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-scripts/setup.sh
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DPD_BUILD_TESTS=OFF >&2
-cmake --build build-bench -j"$(nproc)" --target patternd pd_gen pd_load >&2
-bin=build-bench
-
-url=$(scripts/pg.sh start "$tmp/pg")
-base=${url%/postgres}
-psql -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE bench_abuse" >&2
-$bin/patternd migrate --db "$base/bench_abuse" >&2
-psql -q -v ON_ERROR_STOP=1 "$url" -c "CREATE ROLE bench_service LOGIN IN ROLE patternd_service" >&2
-service_url=${base/postgres@/bench_service@}/bench_abuse
-
-json_num() { sed -n "s/.*\"$1\": *\(-\{0,1\}[0-9.][0-9.]*\).*/\1/p" <<<"$2"; }
+. "$(dirname "$0")/serve_common.sh"
+bench_start
+bench_service_db bench_abuse
 key_of() { $bin/patternd keys create --db "$base/bench_abuse" --tenant "$1" | tail -n 1; }
 echo "tenant-00 $(key_of tenant-00)" >"$tmp/hog.keys"
 echo "tenant-01 $(key_of tenant-01)" >"$tmp/quiet.keys"
 echo "tenant-02 $(key_of tenant-02)" >"$tmp/attacker.keys"
 
-$bin/patternd serve --db "$service_url" --listen 127.0.0.1:0 --workers "$workers" \
-  --log-level warn >"$tmp/serve.out" 2>"$tmp/serve.err" &
-serve_pid=$!
-for _ in $(seq 100); do [ -s "$tmp/serve.out" ] && break; sleep 0.1; done
-port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$tmp/serve.out")
-[ -n "$port" ] || { cat "$tmp/serve.err" >&2; exit 1; }
+bench_serve --workers "$workers"
 rss_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$serve_pid/status"; }
 rss_before=$(rss_mib)
 

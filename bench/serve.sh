@@ -38,33 +38,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-cd "$(dirname "$0")/.."
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-serve_pid=""
-cleanup() {
-  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
-  if [ -e "$tmp/pg" ]; then scripts/pg.sh stop "$tmp/pg" || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-scripts/setup.sh
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DPD_BUILD_TESTS=OFF >&2
-cmake --build build-bench -j"$(nproc)" --target patternd pd_gen pd_load >&2
-bin=build-bench
-
-url=$(scripts/pg.sh start "$tmp/pg")
-base=${url%/postgres}
-psql -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE bench_ingest" -c "CREATE DATABASE bench_serve" >&2
+. "$(dirname "$0")/serve_common.sh"
+bench_start
+psql -q -v ON_ERROR_STOP=1 "$url" -c "CREATE DATABASE bench_ingest" >&2
 $bin/patternd migrate --db "$base/bench_ingest" >&2
-$bin/patternd migrate --db "$base/bench_serve" >&2
-psql -q -v ON_ERROR_STOP=1 "$url" -c "CREATE ROLE bench_service LOGIN IN ROLE patternd_service" >&2
-service_url=${base/postgres@/bench_service@}/bench_serve
-
-json_num() { sed -n "s/.*\"$1\": *\(-\{0,1\}[0-9.][0-9.]*\).*/\1/p" <<<"$2"; }
+bench_service_db bench_serve
 
 # 1. ingest, the reference.
 ingest_count=$((40000 * duration / 2))
@@ -80,12 +58,7 @@ for i in 0 1 2 3 4 5 6 7; do
   t=tenant-0$i
   echo "$t $($bin/patternd keys create --db "$base/bench_serve" --tenant "$t" | tail -n 1)"
 done >"$tmp/keys"
-$bin/patternd serve --db "$service_url" --listen 127.0.0.1:0 --workers "$workers" \
-  --log-level warn >"$tmp/serve.out" 2>"$tmp/serve.err" &
-serve_pid=$!
-for _ in $(seq 100); do [ -s "$tmp/serve.out" ] && break; sleep 0.1; done
-port=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$tmp/serve.out")
-[ -n "$port" ] || { cat "$tmp/serve.err" >&2; exit 1; }
+bench_serve --workers "$workers"
 
 seed=2
 phase() { # name rate(requests/s, 0 = closed loop) connections
