@@ -10,21 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pd/json.h"
 #include "pd/log.h"
 #include "pd/service.h"
-#include "pd/utf8.h"
 
-/* A JSON string of any bytes: invalid UTF-8 becomes U+FFFD. New reference. */
 static json_t *text(const char *s)
 {
-    json_t *j = json_string(s);
-    if (j != NULL)
-        return j;
-    pd_buf_t clean = {0};
-    pd_utf8_sanitize(&clean, s, strlen(s));
-    j = clean.failed ? NULL : json_stringn(clean.data ? clean.data : "", clean.len);
-    pd_buf_close(&clean);
-    return j;
+    return pd_json_text(s, strlen(s));
 }
 
 void pd_call_respond(pd_call_t *call, int status, const char *extra, const char *body, size_t len)
