@@ -34,8 +34,10 @@ typedef struct serve_options {
         int port;
     } listen, metrics_listen; /* metrics_listen.host "" when not given */
     int workers, readers;
-    long queue;
-    bool queue_given;
+    struct queue_option {
+        long n;
+        bool given; /* else 2 x workers */
+    } queue;
     size_t max_body, max_buffered, max_record, max_records;
     int max_connections, max_per_client;
     double tenant_share;
@@ -73,8 +75,8 @@ bad:
 
 static bool parse_queue(const pd_option_t *opt, const char *arg, void *dst)
 {
-    serve_options_t *o = (serve_options_t *)((char *)dst - offsetof(serve_options_t, queue));
-    return (o->queue_given = pd_opt_long(opt, arg, &o->queue));
+    struct queue_option *q = dst;
+    return (q->given = pd_opt_long(opt, arg, &q->n));
 }
 
 static bool parse_share(const pd_option_t *opt, const char *arg, void *dst)
@@ -368,7 +370,7 @@ int pd_cmd_serve(int argc, char **argv)
     s.sv = (pd_service_t){
         .loop = &s.loop,
         .conninfo = pd_db_conninfo(s.opt.db),
-        .queue = s.opt.queue_given ? (size_t)s.opt.queue : (size_t)s.opt.workers * 2,
+        .queue = s.opt.queue.given ? (size_t)s.opt.queue.n : (size_t)s.opt.workers * 2,
         .max_record = s.opt.max_record,
         .max_records = s.opt.max_records,
         .max_body = s.opt.max_body,

@@ -39,9 +39,9 @@ struct pd_upload {
     bool gzip;
     bool gzip_ended; /* the gzip stream's end was read */
     z_stream z;
-    char *inflated;    /* INFLATE_CHUNK bytes, for gzip bodies */
-    size_t body_bytes; /* of the body as parsed (inflated for gzip) */
-    int status;        /* why the body was refused, with message */
+    char *inflated;        /* INFLATE_CHUNK bytes, for gzip bodies */
+    size_t inflated_bytes; /* of a gzip body, inflated */
+    int status;            /* why the body was refused, with message */
     char message[160];
 };
 
@@ -119,21 +119,23 @@ __attribute__((format(printf, 3, 4))) static int refuse(pd_upload_t *u, int stat
     return status;
 }
 
-/* Parses bytes of the (inflated) body; returns 0 or the status refusing it. */
+/* The status and reason refusing a body whose parser returned rc (non-zero). */
+static int refuse_parse(pd_upload_t *u, int rc, size_t max_records)
+{
+    if (rc == TOO_MANY_RECORDS)
+        return refuse(u, 413, "more than %zu records in one request; send them in several",
+                      max_records);
+    if (rc == PD_EINVAL)
+        return refuse(u, 400, "the body is not a well-formed JSON array of records");
+    return refuse(u, 503, "out of memory");
+}
+
+/* Parses bytes of the body (inflated when gzip); returns 0 or the status refusing it. */
 static int parse_bytes(pd_call_t *call, char *data, size_t len)
 {
     pd_upload_t *u = call->upload;
-    pd_service_t *sv = call->sv;
-    u->body_bytes += len;
-    if (u->body_bytes > sv->max_body)
-        return refuse(u, 413, "the body inflates past the maximum of %zu bytes", sv->max_body);
     int rc = pd_body_parser_push(&u->parser, data, len);
-    if (rc == TOO_MANY_RECORDS)
-        return refuse(u, 413, "more than %zu records in one request; send them in several",
-                      sv->max_records);
-    if (rc == PD_EINVAL)
-        return refuse(u, 400, "the body is not a well-formed JSON array of records");
-    return rc < 0 ? refuse(u, 503, "out of memory") : 0;
+    return rc != 0 ? refuse_parse(u, rc, call->sv->max_records) : 0;
 }
 
 static int inflate_bytes(pd_call_t *call, char *data, size_t len)
@@ -148,6 +150,11 @@ static int inflate_bytes(pd_call_t *call, char *data, size_t len)
         if (zrc != Z_OK && zrc != Z_STREAM_END && zrc != Z_BUF_ERROR)
             return refuse(u, 400, "the gzip body is corrupt: %s", u->z.msg ? u->z.msg : "");
         size_t out = INFLATE_CHUNK - u->z.avail_out;
+        /* The server bounds the bytes received; the inflated ones are bounded here. */
+        u->inflated_bytes += out;
+        if (u->inflated_bytes > call->sv->max_body)
+            return refuse(u, 413, "the body inflates past the maximum of %zu bytes",
+                          call->sv->max_body);
         int status = out > 0 ? parse_bytes(call, u->inflated, out) : 0;
         if (status != 0)
             return status;
@@ -177,11 +184,7 @@ static void on_body_end(void *ctx, int status)
     if (status == 0) {
         int rc = pd_body_parser_finish(&u->parser);
         if (rc != 0)
-            status = rc == TOO_MANY_RECORDS ? refuse(u, 413, "more than %zu records in one request",
-                                                     call->sv->max_records)
-                     : rc == PD_EINVAL
-                         ? refuse(u, 400, "the body is not a well-formed JSON array of records")
-                         : refuse(u, 503, "out of memory");
+            status = refuse_parse(u, rc, call->sv->max_records);
     }
     if (status != 0) {
         const char *why = u->status == status ? u->message
