@@ -81,6 +81,12 @@ int pd_db_run(pd_db_t *db, const pd_db_statement_t *st, const char *const *param
  */
 int pd_db_classify(pd_db_t *db, const PGresult *res);
 
+/*
+ * The SQLSTATE of the last statement run on db when it failed with a
+ * server error, else "" (e.g. "23505" when an INSERT met an existing key).
+ */
+const char *pd_db_sqlstate(const pd_db_t *db);
+
 void pd_db_result_free(PGresult *res);
 
 /*

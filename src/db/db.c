@@ -36,6 +36,7 @@ static const char SQL_BYPASS[] =
 struct pd_db {
     PGconn *conn;
     bool async_commit; /* SET LOCAL synchronous_commit = off in each transaction */
+    char sqlstate[6];  /* of the last statement's server error, "" when none */
 };
 
 const char *pd_db_conninfo(const char *flag_value)
@@ -144,6 +145,8 @@ int pd_db_classify(pd_db_t *db, const PGresult *res)
 static int check(pd_db_t *db, PGresult *res, PGresult **out, const char *what, pd_error_t *err)
 {
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", state != NULL ? state : "");
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         if (out != NULL)
             *out = res;
@@ -159,7 +162,6 @@ static int check(pd_db_t *db, PGresult *res, PGresult **out, const char *what, p
     if (err) {
         chomp(err->message);
         /* The SQLSTATE tells an operator (and us) how the failure was classified. */
-        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         size_t len = strlen(err->message);
         if (state != NULL && len < sizeof(err->message))
             snprintf(err->message + len, sizeof(err->message) - len, " (SQLSTATE %s)", state);
@@ -185,6 +187,11 @@ int pd_db_run(pd_db_t *db, const pd_db_statement_t *st, const char *const *param
 {
     return check(db, PQexecParams(db->conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0), out,
                  st->name, err);
+}
+
+const char *pd_db_sqlstate(const pd_db_t *db)
+{
+    return db->sqlstate;
 }
 
 void pd_db_result_free(PGresult *res)

@@ -8,16 +8,14 @@
  *
  *  0. TENANT: BEGIN and SET LOCAL patternd.tenant (pd_db_begin_tenant,
  *     which says why SET LOCAL and how it reaches Citus's worker nodes).
- *  1. CLAIM: insert every distinct (tenant_id, workflow_id) of the batch into
- *     `workflows` with the batch's random token, ON CONFLICT DO NOTHING.  The
- *     rows that come back are the batch's new workflows; the rest were
- *     recorded before (by any batch, worker or process) and are duplicates.
- *  2. PATTERNS: for the occurrences of the new workflows, one statement
- *     aggregates the deltas per (tenant_id, signature), upserts them into
- *     operation_patterns (INSERT ... ON CONFLICT DO UPDATE adds to the
- *     running sums: O(1) per occurrence, never a rescan) and inserts the
- *     pattern_occurrences rows.
- *  3. COMMIT.
+ *  1. WRITE: one statement (SQL_WRITE below) claims every distinct
+ *     (tenant_id, workflow_id) of the batch in the `workflows` ledger, with
+ *     the batch's random token and each workflow's occurrences (its
+ *     signatures and characteristics), and adds the occurrences of the
+ *     workflows it claimed to the running sums of operation_patterns.  The
+ *     workflows recorded before (by any batch, worker or process) are
+ *     duplicates and change nothing.
+ *  2. COMMIT.
  *
  * Locks are taken in one global order so that concurrent batches cannot
  * deadlock: workflow rows first, sorted by workflow_id in byte order, then
@@ -25,8 +23,8 @@
  * strcmp here).  Duplicates inside the batch are merged before anything is
  * sent.  That sort and merge stay here (pd_store_distinct), though the
  * writer calls it before detecting: the lock order and distinct workflow
- * ids are preconditions of these statements (CLAIM maps the ordinals it
- * returns back to records, one per workflow id), so the module whose SQL
+ * ids are preconditions of WRITE (which maps the ordinals it returns back
+ * to records, one per workflow id), so the module whose SQL
  * needs them is the one that guarantees them; pd_store_write checks
  * them.  Detection (what to write) is the writer's, src/worker/writer.c.
  *
@@ -45,9 +43,10 @@
  * Retries: a deadlock or serialization failure (40P01, 40001) rolls back and
  * runs the transaction again; a lost connection reconnects with exponential
  * backoff and jitter.  If the connection was lost after COMMIT was sent, the
- * batch may have committed: when the next attempt's CLAIM takes no workflow,
- * it looks for workflow rows carrying the batch's token, and if there are
- * any it reports what was committed instead of writing again.
+ * batch may have committed: the next attempts claim with ON CONFLICT DO
+ * NOTHING, and when one claims no workflow it looks for workflow rows
+ * carrying the batch's token; if there are any it reports what was
+ * committed instead of writing again.
  */
 #define _GNU_SOURCE /* qsort_r */
 #include "pd/store.h"
@@ -61,74 +60,100 @@
 #include "pd/buf.h"
 #include "pd/db.h"
 
-static const pd_db_statement_t SQL_CLAIM = {
-    "pd_claim",
-    "WITH claimed AS ("
-    " INSERT INTO workflows (tenant_id, workflow_id, batch_token)"
-    " SELECT $1, u.w, $3 FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
-    " ORDER BY u.i"
-    " ON CONFLICT DO NOTHING"
-    " RETURNING workflow_id)"
-    " SELECT u.i FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
-    " JOIN claimed c ON c.workflow_id = u.w",
-    3};
-
 /*
- * The occurrences arrive sorted by (signature, input order), with `first`
- * set on the first of each signature: that workflow's characteristics
- * become the pattern's typical input when the pattern is new.
+ * The whole batch in one statement.  The input is one array element per
+ * distinct record, in lock order (workflow_id in byte order): its
+ * signatures joined by spaces, its characteristics (NULL when it has no
+ * signature), the numbers the statistics add up and its position in the
+ * batch (`ord`).
+ *
+ *  - claimed: the ledger rows, inserted in the arrays' order (a function
+ *    scan returns its rows in order; were it not to, a deadlock would be
+ *    detected and retried, never a wrong result).  The rows that come back
+ *    are the batch's new workflows.  A row's signatures and characteristics
+ *    are its occurrences (migrations/0005, the pattern_occurrences view).
+ *  - new, agg, up: the deltas of the new workflows' occurrences per
+ *    signature, upserted into operation_patterns in signature order
+ *    (INSERT ... ON CONFLICT DO UPDATE adds to the running sums: O(1) per
+ *    occurrence, never a rescan).  The aggregate consumes every claimed row
+ *    before the first pattern row is written, so all workflow locks come
+ *    before any pattern lock.  A new pattern's typical input is the
+ *    characteristics of its first new workflow in batch order.
+ *  - the result: how many patterns were created, and the ordinals (1-based,
+ *    in lock order) of the new workflows.
+ *
+ * The claim comes in two forms.  SQL_WRITE inserts plainly: a workflow
+ * recorded before (by any batch, worker or process) fails the statement
+ * with a unique violation (23505), and the batch is written again with
+ * SQL_WRITE_DEDUP, whose ON CONFLICT DO NOTHING leaves such workflows out
+ * as duplicates.  The plain form is the fast path: ON CONFLICT first
+ * searches the index for each row (a speculative insertion) and then
+ * confirms the row with a second WAL record, a tenth of the server's work
+ * per workflow (issue 11).  A store that met a recorded workflow keeps to
+ * SQL_WRITE_DEDUP for its next DEDUP_BATCHES batches, so that input with
+ * many duplicates (a replay) costs about what it always did.
  *
  * Two details are there for Citus, where the statement runs on a worker
  * node: last_seen takes EXCLUDED.last_seen (the column's default, now(),
  * evaluated for the proposed row) because Citus refuses functions that are
- * not IMMUTABLE in DO UPDATE SET; and the occurrences INSERT ... SELECT has
- * a RETURNING, without which Citus writes its rows into the shards with
- * COPY, which PostgreSQL refuses under row-level security (the service
- * role), while with it they go through INSERT.
+ * not IMMUTABLE in DO UPDATE SET; and the ledger INSERT ... SELECT has a
+ * RETURNING, without which Citus writes its rows into the shards with COPY,
+ * which PostgreSQL refuses under row-level security (the service role).
  */
-static const pd_db_statement_t SQL_PATTERNS = {
-    "pd_patterns",
-    "WITH occ AS ("
-    " SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::numeric[],"
-    "  $6::bigint[], $7::int[], $8::bigint[], $9::bigint[], $10::jsonb[], $11::bool[])"
-    "  AS o(sig, workflow_id, tokens, cost, dur_ms, err, retry, start_us, chars, first)"
-    "), agg AS ("
-    " SELECT sig, count(*) AS n, sum(tokens) AS st, sum(cost) AS sc,"
-    "  count(*) FILTER (WHERE dur_ms > 0) AS dn,"
-    "  coalesce(sum(dur_ms) FILTER (WHERE dur_ms > 0), 0) AS sd,"
-    "  coalesce(sum(dur_ms::numeric * dur_ms) FILTER (WHERE dur_ms > 0), 0) AS sdq,"
-    "  sum(err) AS se, sum(retry) AS sr, min(start_us) AS s0, max(start_us) AS s1,"
-    "  (array_agg(chars) FILTER (WHERE first))[1] AS typical"
-    " FROM occ GROUP BY sig"
-    "), up AS ("
-    " INSERT INTO operation_patterns AS p (tenant_id, pattern_signature, pattern_type,"
-    "  occurrence_count, sum_tokens, sum_cost, duration_n, sum_duration_ms, sum_duration_ms_sq,"
-    "  error_n, sum_retry, first_event_at, last_event_at, typical_input_pattern, created_batch)"
-    " SELECT $1, sig, split_part(sig, ':', 1), n, st, sc, dn, sd, sdq, se, sr,"
-    "  'epoch'::timestamptz + s0 * interval '1 microsecond',"
-    "  'epoch'::timestamptz + s1 * interval '1 microsecond', typical, $12"
-    " FROM agg ORDER BY sig COLLATE \"C\""
-    " ON CONFLICT (tenant_id, pattern_signature) DO UPDATE SET"
-    "  occurrence_count = p.occurrence_count + EXCLUDED.occurrence_count,"
-    "  sum_tokens = p.sum_tokens + EXCLUDED.sum_tokens,"
-    "  sum_cost = p.sum_cost + EXCLUDED.sum_cost,"
-    "  duration_n = p.duration_n + EXCLUDED.duration_n,"
-    "  sum_duration_ms = p.sum_duration_ms + EXCLUDED.sum_duration_ms,"
-    "  sum_duration_ms_sq = p.sum_duration_ms_sq + EXCLUDED.sum_duration_ms_sq,"
-    "  error_n = p.error_n + EXCLUDED.error_n,"
-    "  sum_retry = p.sum_retry + EXCLUDED.sum_retry,"
-    "  first_event_at = least(p.first_event_at, EXCLUDED.first_event_at),"
-    "  last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),"
-    "  last_seen = EXCLUDED.last_seen"
-    " RETURNING p.id, p.pattern_signature, (p.xmax = 0) AS created"
-    "), occurrences AS ("
-    " INSERT INTO pattern_occurrences (tenant_id, pattern_id, workflow_id,"
-    "  matched_characteristics)"
-    " SELECT $1, up.id, o.workflow_id, o.chars"
-    " FROM occ o JOIN up ON up.pattern_signature = o.sig"
-    " RETURNING 1)"
-    " SELECT count(*) FILTER (WHERE created) FROM up",
-    12};
+#define SQL_WRITE_TEXT(on_conflict)                                                                \
+    "WITH claimed AS ("                                                                            \
+    " INSERT INTO workflows (tenant_id, workflow_id, batch_token, signatures, characteristics)"    \
+    " SELECT $1, u.workflow_id, $2, string_to_array(u.sigs, ' '), u.chars"                         \
+    " FROM unnest($3::text[], $4::text[], $5::text[]) AS u(workflow_id, sigs, chars)" on_conflict  \
+    " RETURNING workflow_id"                                                                       \
+    "), new AS ("                                                                                  \
+    " SELECT s.* FROM unnest($3::text[], $4::text[], $6::bigint[], $7::numeric[], $8::bigint[],"   \
+    "  $9::int[], $10::bigint[], $11::bigint[], $12::int[]) WITH ORDINALITY"                       \
+    "  AS s(workflow_id, sigs, tokens, cost, dur_ms, err, retry, start_us, ord, i)"                \
+    " JOIN claimed c ON c.workflow_id = s.workflow_id COLLATE \"C\""                               \
+    "), agg AS ("                                                                                  \
+    " SELECT g.sig, count(*) AS n, sum(tokens) AS st, sum(cost) AS sc,"                            \
+    "  count(*) FILTER (WHERE dur_ms > 0) AS dn,"                                                  \
+    "  coalesce(sum(dur_ms) FILTER (WHERE dur_ms > 0), 0) AS sd,"                                  \
+    "  coalesce(sum(dur_ms::numeric * dur_ms) FILTER (WHERE dur_ms > 0), 0) AS sdq,"               \
+    "  sum(err) AS se, sum(retry) AS sr, min(start_us) AS s0, max(start_us) AS s1,"                \
+    "  min(ord) AS first_ord"                                                                      \
+    " FROM new CROSS JOIN LATERAL unnest(string_to_array(new.sigs, ' ')) AS g(sig)"                \
+    " GROUP BY g.sig"                                                                              \
+    "), up AS ("                                                                                   \
+    " INSERT INTO operation_patterns AS p (tenant_id, pattern_signature, pattern_type,"            \
+    "  occurrence_count, sum_tokens, sum_cost, duration_n, sum_duration_ms, sum_duration_ms_sq,"   \
+    "  error_n, sum_retry, first_event_at, last_event_at, typical_input_pattern, created_batch)"   \
+    " SELECT $1, a.sig, split_part(a.sig, ':', 1), a.n, a.st, a.sc, a.dn, a.sd, a.sdq, a.se,"      \
+    "  a.sr, 'epoch'::timestamptz + a.s0 * interval '1 microsecond',"                              \
+    "  'epoch'::timestamptz + a.s1 * interval '1 microsecond', ($5::text[])[f.i]::jsonb, $2"       \
+    " FROM agg a JOIN new f ON f.ord = a.first_ord ORDER BY a.sig COLLATE \"C\""                   \
+    " ON CONFLICT (tenant_id, pattern_signature) DO UPDATE SET"                                    \
+    "  occurrence_count = p.occurrence_count + EXCLUDED.occurrence_count,"                         \
+    "  sum_tokens = p.sum_tokens + EXCLUDED.sum_tokens,"                                           \
+    "  sum_cost = p.sum_cost + EXCLUDED.sum_cost,"                                                 \
+    "  duration_n = p.duration_n + EXCLUDED.duration_n,"                                           \
+    "  sum_duration_ms = p.sum_duration_ms + EXCLUDED.sum_duration_ms,"                            \
+    "  sum_duration_ms_sq = p.sum_duration_ms_sq + EXCLUDED.sum_duration_ms_sq,"                   \
+    "  error_n = p.error_n + EXCLUDED.error_n,"                                                    \
+    "  sum_retry = p.sum_retry + EXCLUDED.sum_retry,"                                              \
+    "  first_event_at = least(p.first_event_at, EXCLUDED.first_event_at),"                         \
+    "  last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),"                         \
+    "  last_seen = EXCLUDED.last_seen"                                                             \
+    " RETURNING (p.xmax = 0) AS created"                                                           \
+    ")"                                                                                            \
+    " SELECT (SELECT count(*) FROM up WHERE created), (SELECT array_agg(i) FROM new)"
+
+static const pd_db_statement_t SQL_WRITE = {"pd_write", SQL_WRITE_TEXT(""), 12};
+static const pd_db_statement_t SQL_WRITE_DEDUP = {"pd_write_dedup",
+                                                  SQL_WRITE_TEXT(" ON CONFLICT DO NOTHING"), 12};
+
+/* Batches a store writes with SQL_WRITE_DEDUP after a plain claim met a recorded workflow. */
+#define DEDUP_BATCHES 16
+/* SQLSTATE unique_violation. */
+#define UNIQUE_VIOLATION "23505"
+/* attempt(): the plain claim met a recorded workflow; write the batch again with the dedup form. */
+#define WRITE_AGAIN_DEDUP 1
 
 /* After a lost connection: which of the batch's workflows did an earlier attempt commit? */
 static const pd_db_statement_t SQL_CHECK = {
@@ -148,13 +173,8 @@ typedef struct pg_array {
     size_t n;
 } pg_array_t;
 
-enum { A_SIG, A_WID, A_TOKENS, A_COST, A_DUR, A_ERR, A_RETRY, A_START, A_CHARS, A_FIRST, A_COUNT };
-
-/* One occurrence of a new workflow: a detected signature of a distinct record. */
-typedef struct occurrence {
-    size_t item; /* index in store->items */
-    int pattern; /* index in that item's patterns */
-} occurrence_t;
+/* The columns of SQL_WRITE's input, $3 to $12. */
+enum { A_WID, A_SIGS, A_CHARS, A_TOKENS, A_COST, A_DUR, A_ERR, A_RETRY, A_START, A_ORD, A_COUNT };
 
 struct pd_store {
     pd_store_config_t cfg;
@@ -163,11 +183,10 @@ struct pd_store {
     /* The batch being written, borrowed from pd_store_write's caller. */
     pd_store_item_t *items; /* distinct records, in lock order */
     size_t n_items;
-    const char *chars;  /* the text items' characteristics point into */
-    pg_array_t keys;    /* workflow ids of `items`, for CLAIM and CHECK */
-    occurrence_t *occs; /* the occurrences of the new records, sorted for PATTERNS */
-    size_t occs_cap;
-    pg_array_t occ[A_COUNT];
+    const char *chars;      /* the text items' characteristics point into */
+    pg_array_t in[A_COUNT]; /* SQL_WRITE's input; in[A_WID] is also CHECK's */
+    int dedup_left;         /* batches still to write with SQL_WRITE_DEDUP */
+    bool in_doubt; /* an attempt of this batch lost its connection: it may have committed */
 };
 
 static void arr_begin(pg_array_t *a)
@@ -247,10 +266,8 @@ void pd_store_destroy(pd_store_t *store)
     if (store == NULL)
         return;
     pd_db_destroy(store->db);
-    pd_buf_close(&store->keys.buf);
-    free(store->occs);
     for (int i = 0; i < A_COUNT; i++)
-        pd_buf_close(&store->occ[i].buf);
+        pd_buf_close(&store->in[i].buf);
     free(store);
 }
 
@@ -315,10 +332,55 @@ size_t pd_store_distinct(pd_batch_t *batch, pd_store_item_t *items)
     return n;
 }
 
+/* Appends a record's signatures, joined by spaces (SQL_WRITE splits them). */
+static void arr_signatures(pg_array_t *a, const pd_store_item_t *item)
+{
+    arr_sep(a);
+    PD_BUF_LIT(&a->buf, "\"");
+    for (int p = 0; p < item->n_patterns; p++) {
+        if (p > 0)
+            PD_BUF_LIT(&a->buf, " ");
+        pd_buf_puts(&a->buf, item->patterns[p]);
+    }
+    PD_BUF_LIT(&a->buf, "\"");
+}
+
 /*
- * Checks what the statements rely on (one tenant; distinct workflow ids in
- * lock order) and lists the workflow ids for CLAIM and CHECK.  Done once
- * per batch, before any attempt.
+ * A signature is sent inside a space-separated, double-quoted array
+ * element: it must hold none of those characters (the detector's never do).
+ */
+static bool plain_signature(const char *sig)
+{
+    return sig[0] != '\0' && strpbrk(sig, " \"\\{},") == NULL;
+}
+
+/* Appends one distinct record to SQL_WRITE's input columns. */
+static void add_row(pd_store_t *s, const pd_record_t *r, const pd_store_item_t *item)
+{
+    pg_array_t *in = s->in;
+    arr_text(&in[A_WID], r->workflow_id, strlen(r->workflow_id));
+    arr_signatures(&in[A_SIGS], item);
+    if (item->n_patterns > 0)
+        arr_text(&in[A_CHARS], s->chars + item->chars_off, item->chars_len);
+    else
+        arr_null(&in[A_CHARS]);
+    arr_int(&in[A_TOKENS], r->total_tokens);
+    arr_double(&in[A_COST], r->cost);
+    arr_int(&in[A_DUR], r->duration_ms);
+    arr_int(&in[A_ERR], r->error_message.ptr != NULL && r->error_message.len > 0);
+    arr_int(&in[A_RETRY], r->retry_count);
+    if (r->has_start_time)
+        arr_int(&in[A_START], r->start_time_us);
+    else
+        arr_null(&in[A_START]);
+    arr_int(&in[A_ORD], (int64_t)item->record);
+}
+
+/*
+ * Checks what the statement relies on (one tenant; distinct workflow ids
+ * in lock order; plain signatures) and builds its input.  Done once per
+ * batch, before any attempt: the input does not depend on what an attempt
+ * finds.
  */
 static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
 {
@@ -327,21 +389,32 @@ static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
             return pd_error_set(err, PD_EINVAL, 0, "tenant_id",
                                 "a batch must hold one tenant's records");
     }
-    arr_begin(&s->keys);
+    for (int a = 0; a < A_COUNT; a++)
+        arr_begin(&s->in[a]);
     for (size_t i = 0; i < s->n_items; i++) {
-        const char *id = batch->records[s->items[i].record].workflow_id;
-        if (i > 0 && strcmp(batch->records[s->items[i - 1].record].workflow_id, id) >= 0)
+        const pd_store_item_t *item = &s->items[i];
+        const pd_record_t *r = &batch->records[item->record];
+        if (i > 0 &&
+            strcmp(batch->records[s->items[i - 1].record].workflow_id, r->workflow_id) >= 0)
             return pd_error_set(err, PD_EINVAL, 0, "workflow_id",
                                 "the records to write are not distinct and in lock order");
-        arr_text(&s->keys, id, strlen(id));
+        for (int p = 0; p < item->n_patterns; p++) {
+            if (!plain_signature(item->patterns[p]))
+                return pd_error_set(err, PD_EINVAL, 0, "signature",
+                                    "a signature must be non-empty, with no space, quote,"
+                                    " backslash, brace or comma");
+        }
+        add_row(s, r, item);
     }
-    arr_end(&s->keys);
-    if (s->keys.buf.failed)
-        return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+    for (int a = 0; a < A_COUNT; a++) {
+        arr_end(&s->in[a]);
+        if (s->in[a].buf.failed)
+            return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+    }
     return PD_OK;
 }
 
-/* Marks items[ordinal - 1] new for every ordinal in column 0 of res. */
+/* Marks items[ordinal - 1] new for every ordinal in column 0 of res (CHECK's answer). */
 static void mark_new(pd_store_t *s, const PGresult *res)
 {
     for (size_t i = 0; i < s->n_items; i++)
@@ -353,70 +426,29 @@ static void mark_new(pd_store_t *s, const PGresult *res)
     }
 }
 
-/* Orders occurrences by signature, then by the input order of their records. */
-static int compare_occurrence(const void *a, const void *b, void *arg)
-{
-    const pd_store_t *s = arg;
-    const occurrence_t *x = a, *y = b;
-    const pd_store_item_t *fx = &s->items[x->item], *fy = &s->items[y->item];
-    int c = strcmp(fx->patterns[x->pattern], fy->patterns[y->pattern]);
-    if (c == 0)
-        c = fx->record < fy->record ? -1 : fx->record > fy->record;
-    return c;
-}
-
-/* Builds the PATTERNS arrays from the occurrences of the new records; returns their count. */
-static int build_occurrences(pd_store_t *s, const pd_batch_t *batch, size_t *rows)
+/*
+ * Marks items[ordinal - 1] new for every ordinal of an int[] as PostgreSQL
+ * prints it ("{1,4,5}", or NULL: the empty string); returns their count.
+ */
+static size_t mark_new_list(pd_store_t *s, const char *list)
 {
     size_t n = 0;
     for (size_t i = 0; i < s->n_items; i++)
-        n += s->items[i].is_new ? (size_t)s->items[i].n_patterns : 0;
-    if (n > s->occs_cap) {
-        occurrence_t *grown = realloc(s->occs, n * sizeof(*grown));
-        if (grown == NULL)
-            return PD_ENOMEM;
-        s->occs = grown;
-        s->occs_cap = n;
+        s->items[i].is_new = false;
+    for (const char *p = list; *p != '\0';) {
+        char *end;
+        long ordinal = strtol(p, &end, 10);
+        if (end == p) {
+            p++; /* a brace or a comma */
+            continue;
+        }
+        if (ordinal >= 1 && (size_t)ordinal <= s->n_items && !s->items[ordinal - 1].is_new) {
+            s->items[ordinal - 1].is_new = true;
+            n++;
+        }
+        p = end;
     }
-    n = 0;
-    for (size_t i = 0; i < s->n_items; i++) {
-        for (int p = 0; s->items[i].is_new && p < s->items[i].n_patterns; p++)
-            s->occs[n++] = (occurrence_t){.item = i, .pattern = p};
-    }
-    if (n > 1) /* s->occs is still NULL when no batch had an occurrence yet */
-        qsort_r(s->occs, n, sizeof(occurrence_t), compare_occurrence, s);
-
-    for (int a = 0; a < A_COUNT; a++)
-        arr_begin(&s->occ[a]);
-    const char *previous = NULL;
-    for (size_t i = 0; i < n; i++) {
-        const pd_store_item_t *f = &s->items[s->occs[i].item];
-        const pd_record_t *r = &batch->records[f->record];
-        const char *sig = f->patterns[s->occs[i].pattern];
-        arr_text(&s->occ[A_SIG], sig, strlen(sig));
-        arr_text(&s->occ[A_WID], r->workflow_id, strlen(r->workflow_id));
-        arr_int(&s->occ[A_TOKENS], r->total_tokens);
-        arr_double(&s->occ[A_COST], r->cost);
-        arr_int(&s->occ[A_DUR], r->duration_ms);
-        arr_int(&s->occ[A_ERR], r->error_message.ptr != NULL && r->error_message.len > 0);
-        arr_int(&s->occ[A_RETRY], r->retry_count);
-        if (r->has_start_time)
-            arr_int(&s->occ[A_START], r->start_time_us);
-        else
-            arr_null(&s->occ[A_START]);
-        arr_text(&s->occ[A_CHARS], s->chars + f->chars_off, f->chars_len);
-        bool first = previous == NULL || strcmp(previous, sig) != 0;
-        arr_sep(&s->occ[A_FIRST]);
-        pd_buf_put(&s->occ[A_FIRST].buf, first ? "t" : "f", 1);
-        previous = sig;
-    }
-    for (int a = 0; a < A_COUNT; a++) {
-        arr_end(&s->occ[a]);
-        if (s->occ[a].buf.failed)
-            return PD_ENOMEM;
-    }
-    *rows = n;
-    return PD_OK;
+    return n;
 }
 
 /* Fills outcomes and totals from the is_new flags. */
@@ -440,7 +472,7 @@ static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant
                             pd_error_t *err)
 {
     PGresult *res = NULL;
-    const char *check[] = {tenant, s->keys.buf.data, token};
+    const char *check[] = {tenant, s->in[A_WID].buf.data, token};
     int rc = pd_db_run(s->db, &SQL_CHECK, check, &res, err);
     if (rc < 0)
         return rc;
@@ -477,47 +509,41 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     if ((rc = pd_db_begin_tenant(s->db, tenant, err)) < 0)
         return rc;
 
-    const char *claim[] = {tenant, s->keys.buf.data, token};
-    if ((rc = pd_db_run(s->db, &SQL_CLAIM, claim, &res, err)) < 0)
+    const char *params[12] = {tenant, token};
+    for (int a = 0; a < A_COUNT; a++)
+        params[2 + a] = s->in[a].buf.data;
+    /* After a lost connection the batch may be recorded already: only the dedup form can tell. */
+    bool plain = s->dedup_left == 0 && !s->in_doubt;
+    if ((rc = pd_db_run(s->db, plain ? &SQL_WRITE : &SQL_WRITE_DEDUP, params, &res, err)) < 0) {
+        if (plain && strcmp(pd_db_sqlstate(s->db), UNIQUE_VIOLATION) == 0) {
+            pd_db_end(s->db, rc, NULL); /* rolls back */
+            s->dedup_left = DEDUP_BATCHES;
+            return WRITE_AGAIN_DEDUP;
+        }
         goto fail;
-    int claimed = PQntuples(res);
-    mark_new(s, res);
+    }
+    if (!plain && s->dedup_left > 0)
+        s->dedup_left--;
+    batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    size_t claimed = mark_new_list(s, PQgetvalue(res, 0, 1));
     pd_db_result_free(res);
     res = NULL;
 
-    if (batch->attempts > 1 && claimed == 0) {
+    if (s->in_doubt && claimed == 0) {
         /*
          * An earlier attempt may have committed: then every workflow of the
-         * batch exists and CLAIM took none.  Looking after CLAIM rather than
-         * before matters when that attempt's outcome was still in doubt (on
-         * Citus, a transaction prepared on a worker node that restarted stays
-         * in doubt until the coordinator's recovery settles it): CLAIM waits
-         * on its rows' locks until it is settled, so the look that follows
-         * sees the rows if it committed.
+         * batch exists, this statement claimed none and changed nothing.
+         * Looking after the claim rather than before matters when that
+         * attempt's outcome was still in doubt (on Citus, a transaction
+         * prepared on a worker node that restarted stays in doubt until the
+         * coordinator's recovery settles it): the claim waits on its rows'
+         * locks until it is settled, so the look that follows sees the rows
+         * if it committed.
          */
         if ((rc = committed_before(s, batch, tenant, token, err)) < 0)
             goto fail;
         if (rc == 1)
             return pd_db_end(s->db, PD_OK, err);
-    }
-
-    batch->new_patterns = 0;
-    size_t rows = 0;
-    if ((rc = build_occurrences(s, batch, &rows)) < 0) {
-        pd_error_set(err, rc, 0, "", "out of memory");
-        goto fail;
-    }
-    if (rows > 0) {
-        const char *params[12];
-        params[0] = tenant;
-        for (int a = 0; a < A_COUNT; a++)
-            params[1 + a] = s->occ[a].buf.data;
-        params[11] = token;
-        if ((rc = pd_db_run(s->db, &SQL_PATTERNS, params, &res, err)) < 0)
-            goto fail;
-        batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-        pd_db_result_free(res);
-        res = NULL;
     }
 
     if ((rc = pd_db_end(s->db, PD_OK, err)) < 0)
@@ -550,17 +576,23 @@ int pd_store_write(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items,
     int rc = prepare(store, batch, &err);
 
     batch->attempts = 0;
+    store->in_doubt = false;
     while (rc == PD_OK) {
         batch->attempts++;
         rc = attempt(store, batch, &err);
         if (rc == PD_OK)
             break;
+        if (rc == WRITE_AGAIN_DEDUP) { /* at once: nothing failed */
+            rc = PD_OK;
+            continue;
+        }
         if (rc != PD_ERETRY && rc != PD_ECONN)
             break; /* not transient: retrying would fail the same way */
         store->stats.retries++;
         if (now_ms() - started > store->cfg.retry_budget_ms)
             break;
         if (rc == PD_ECONN) {
+            store->in_doubt = true;
             pd_db_destroy(store->db);
             store->db = NULL;
             store->stats.reconnects++;

@@ -37,8 +37,12 @@ Test(migrate, fresh_database_gets_every_table)
     cr_assert_eq(migrate(url, "", &out), 0, "%s", out);
     char *tables = pdt_sql_value(url, "SELECT string_agg(tablename, ',' ORDER BY tablename) "
                                       "FROM pg_tables WHERE schemaname = 'public'");
-    cr_assert_str_eq(tables, "api_keys,operation_patterns,pattern_occurrences,schema_migrations,"
-                             "workflows");
+    cr_assert_str_eq(tables, "api_keys,operation_patterns,schema_migrations,workflows");
+    /* The occurrences are a view over the ledger (migration 0005). */
+    char *views = pdt_sql_value(url, "SELECT string_agg(viewname, ',' ORDER BY viewname) "
+                                     "FROM pg_views WHERE schemaname = 'public'");
+    cr_assert_str_eq(views, "pattern_occurrences");
+    free(views);
     char *keys = pdt_sql_value(url, "SELECT count(*) FROM pg_index i JOIN pg_class c ON "
                                     "c.oid = i.indrelid JOIN pg_attribute a ON a.attrelid = c.oid "
                                     "AND a.attnum = i.indkey[0] WHERE (i.indisprimary OR "
@@ -107,7 +111,7 @@ Test(migrate, concurrent_migrators_both_succeed_with_one_schema)
     snprintf(expected, sizeof(expected), "%zu", files);
     cr_assert_str_eq(n, expected);
     char *tables = pdt_sql_value(url, "SELECT count(*) FROM pg_tables WHERE schemaname='public'");
-    cr_assert_str_eq(tables, "5");
+    cr_assert_str_eq(tables, "4");
     free(tables);
     free(listing);
     free(n);
@@ -115,15 +119,26 @@ Test(migrate, concurrent_migrators_both_succeed_with_one_schema)
     free(url);
 }
 
+/*
+ * Copies the migration files of the source tree matching pattern (e.g.
+ * "*.sql") into a new folder; dir receives its path (a mkdtemp template of
+ * at least 32 bytes) and extra the --dir argument naming it.
+ */
+static void copy_migrations(const char *pattern, char *dir, char *extra, size_t extra_size)
+{
+    strcpy(dir, "/tmp/pd-migrations-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "cp " PD_SOURCE_DIR "/migrations/%s %s/", pattern, dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(extra, extra_size, "--dir %s", dir);
+}
+
 Test(migrate, edited_migration_is_refused)
 {
     char *url = pdt_new_database();
-    char dir[] = "/tmp/pd-migrations-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char cmd[4096], extra[256];
-    snprintf(cmd, sizeof(cmd), "cp " PD_SOURCE_DIR "/migrations/*.sql %s/", dir);
-    cr_assert_eq(system(cmd), 0);
-    snprintf(extra, sizeof(extra), "--dir %s", dir);
+    char dir[32], cmd[4096], extra[256];
+    copy_migrations("*.sql", dir, extra, sizeof(extra));
     cr_assert_eq(migrate(url, extra, NULL), 0);
 
     snprintf(cmd, sizeof(cmd), "echo '-- edited' >> %s/0001_schema.sql", dir);
@@ -145,5 +160,58 @@ Test(migrate, edited_migration_is_refused)
     system(cmd);
     free(exists);
     free(out);
+    free(url);
+}
+
+/*
+ * A database migrated before 0005 keeps its occurrences: each workflow's
+ * signatures (in the order of the old occurrence ids) and characteristics
+ * move into its ledger row, and the pattern_occurrences view shows the same
+ * (tenant_id, pattern_id, workflow_id, similarity_score,
+ * matched_characteristics) rows as the old table held.
+ */
+Test(migrate, upgrade_keeps_every_occurrence)
+{
+    char *url = pdt_new_database();
+    char dir[32], cmd[4096], extra[256];
+    copy_migrations("000[1-4]_*.sql", dir, extra, sizeof(extra));
+    char *out;
+    cr_assert_eq(migrate(url, extra, &out), 0, "%s", out);
+    free(out);
+
+    /* The old shape, as the tables' owner (a superuser here, so no row policy applies). */
+    pdt_sql_exec(url,
+                 "INSERT INTO workflows (tenant_id, workflow_id, batch_token) VALUES"
+                 " ('t1', 'w1', 7), ('t1', 'w2', 7), ('t1', 'w3', 7), ('t2', 'w1', 8);"
+                 "INSERT INTO operation_patterns (id, tenant_id, pattern_signature, pattern_type,"
+                 " occurrence_count, sum_tokens, sum_cost, duration_n, sum_duration_ms,"
+                 " sum_duration_ms_sq, error_n, sum_retry, typical_input_pattern, created_batch)"
+                 " VALUES (11, 't1', 'test:a:all', 'test', 2, 10, 1, 0, 0, 0, 0, 0, '{}', 7),"
+                 " (12, 't1', 'build:b:all', 'build', 1, 10, 1, 0, 0, 0, 0, 0, '{}', 7),"
+                 " (13, 't2', 'test:a:all', 'test', 1, 10, 1, 0, 0, 0, 0, 0, '{}', 8);"
+                 "INSERT INTO pattern_occurrences (id, tenant_id, pattern_id, workflow_id,"
+                 " matched_characteristics) VALUES"
+                 " (1, 't1', 12, 'w1', '{\"k\": 1}'), (2, 't1', 11, 'w1', '{\"k\": 1}'),"
+                 " (3, 't1', 11, 'w2', '{\"k\": 2}'), (4, 't2', 13, 'w1', '{\"k\": 3}')");
+    cr_assert_eq(migrate(url, "", &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "applied 0005_"), "%s", out);
+    free(out);
+
+    char *rows = pdt_sql_value(
+        url, "SELECT string_agg(concat_ws(' ', tenant_id, pattern_id, workflow_id,"
+             " similarity_score, matched_characteristics), '; ' ORDER BY tenant_id, id)"
+             " FROM pattern_occurrences");
+    cr_assert_str_eq(rows, "t1 12 w1 100 {\"k\": 1}; t1 11 w1 100 {\"k\": 1}; "
+                           "t1 11 w2 100 {\"k\": 2}; t2 13 w1 100 {\"k\": 3}");
+    char *ledger = pdt_sql_value(
+        url, "SELECT string_agg(concat_ws(' ', tenant_id, workflow_id, batch_token,"
+             " signatures, characteristics IS NULL), '; ' ORDER BY tenant_id, workflow_id)"
+             " FROM workflows");
+    cr_assert_str_eq(ledger, "t1 w1 7 {build:b:all,test:a:all} f; t1 w2 7 {test:a:all} f; "
+                             "t1 w3 7 {} t; t2 w1 8 {test:a:all} f");
+    free(ledger);
+    free(rows);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
     free(url);
 }
