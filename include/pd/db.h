@@ -68,6 +68,13 @@ int pd_db_run(pd_db_t *db, const pd_db_statement_t *st, const char *const *param
               pd_error_t *err);
 
 /*
+ * pd_db_run() with parameters of given lengths and formats (1 for binary,
+ * 0 for text), as PQexecParams takes them; NULL for all-text.
+ */
+int pd_db_run_formats(pd_db_t *db, const pd_db_statement_t *st, const char *const *params,
+                      const int *lengths, const int *formats, PGresult **out, pd_error_t *err);
+
+/*
  * Classifies a failed result (NULL when none came back) into PD_ERETRY
  * (40P01 deadlock, 40001 serialization failure), PD_ECONN or PD_EDB.
  * PD_ECONN is a lost connection, or an outcome that cannot be known: class

@@ -185,8 +185,15 @@ int pd_db_exec(pd_db_t *db, const char *sql, pd_error_t *err)
 int pd_db_run(pd_db_t *db, const pd_db_statement_t *st, const char *const *params, PGresult **out,
               pd_error_t *err)
 {
-    return check(db, PQexecParams(db->conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0), out,
-                 st->name, err);
+    return pd_db_run_formats(db, st, params, NULL, NULL, out, err);
+}
+
+int pd_db_run_formats(pd_db_t *db, const pd_db_statement_t *st, const char *const *params,
+                      const int *lengths, const int *formats, PGresult **out, pd_error_t *err)
+{
+    return check(db,
+                 PQexecParams(db->conn, st->sql, st->nparams, NULL, params, lengths, formats, 0),
+                 out, st->name, err);
 }
 
 const char *pd_db_sqlstate(const pd_db_t *db)

@@ -59,6 +59,7 @@
 
 #include "pd/buf.h"
 #include "pd/db.h"
+#include "pd/pgarray.h"
 
 /*
  * The whole batch in one statement.  The input is one array element per
@@ -167,14 +168,13 @@ static const pd_db_statement_t SQL_CHECK_NEW = {"pd_check_new",
                                                 " WHERE tenant_id = $1 AND created_batch = $2",
                                                 2};
 
-/* A PostgreSQL array literal being built, e.g. {"a","b",NULL}. */
-typedef struct pg_array {
-    pd_buf_t buf;
-    size_t n;
-} pg_array_t;
-
-/* The columns of SQL_WRITE's input, $3 to $12. */
+/* The columns of SQL_WRITE's input, $3 to $12, and the kind of array each is sent as. */
 enum { A_WID, A_SIGS, A_CHARS, A_TOKENS, A_COST, A_DUR, A_ERR, A_RETRY, A_START, A_ORD, A_COUNT };
+static const pd_pgarray_kind_t A_KIND[A_COUNT] = {
+    [A_WID] = PD_PGARRAY_TEXT,    [A_SIGS] = PD_PGARRAY_TEXT,    [A_CHARS] = PD_PGARRAY_TEXT,
+    [A_TOKENS] = PD_PGARRAY_INT8, [A_COST] = PD_PGARRAY_LITERAL, [A_DUR] = PD_PGARRAY_INT8,
+    [A_ERR] = PD_PGARRAY_INT4,    [A_RETRY] = PD_PGARRAY_INT8,   [A_START] = PD_PGARRAY_INT8,
+    [A_ORD] = PD_PGARRAY_INT4};
 
 struct pd_store {
     pd_store_config_t cfg;
@@ -183,71 +183,11 @@ struct pd_store {
     /* The batch being written, borrowed from pd_store_write's caller. */
     pd_store_item_t *items; /* distinct records, in lock order */
     size_t n_items;
-    const char *chars;      /* the text items' characteristics point into */
-    pg_array_t in[A_COUNT]; /* SQL_WRITE's input; in[A_WID] is also CHECK's */
-    int dedup_left;         /* batches still to write with SQL_WRITE_DEDUP */
+    const char *chars;        /* the text items' characteristics point into */
+    pd_pgarray_t in[A_COUNT]; /* SQL_WRITE's input; in[A_WID] is also CHECK's */
+    int dedup_left;           /* batches still to write with SQL_WRITE_DEDUP */
     bool in_doubt; /* an attempt of this batch lost its connection: it may have committed */
 };
-
-static void arr_begin(pg_array_t *a)
-{
-    pd_buf_reset(&a->buf);
-    PD_BUF_LIT(&a->buf, "{");
-    a->n = 0;
-}
-
-static void arr_sep(pg_array_t *a)
-{
-    if (a->n++ > 0)
-        PD_BUF_LIT(&a->buf, ",");
-}
-
-static void arr_text(pg_array_t *a, const char *s, size_t len)
-{
-    arr_sep(a);
-    PD_BUF_LIT(&a->buf, "\"");
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            pd_buf_put(&a->buf, s + run, i - run);
-            PD_BUF_LIT(&a->buf, "\\");
-            run = i;
-        }
-    }
-    pd_buf_put(&a->buf, s + run, len - run);
-    PD_BUF_LIT(&a->buf, "\"");
-}
-
-static void arr_int(pg_array_t *a, int64_t v)
-{
-    arr_sep(a);
-    pd_buf_int(&a->buf, v);
-}
-
-static void arr_null(pg_array_t *a)
-{
-    arr_sep(a);
-    PD_BUF_LIT(&a->buf, "NULL");
-}
-
-/* The shortest decimal text that reads back as d, so numeric sums are of what was sent. */
-static void arr_double(pg_array_t *a, double d)
-{
-    char tmp[40];
-    for (int precision = 15; precision <= 17; precision++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", precision, d);
-        if (strtod(tmp, NULL) == d)
-            break;
-    }
-    arr_sep(a);
-    pd_buf_puts(&a->buf, tmp);
-}
-
-static const char *arr_end(pg_array_t *a)
-{
-    pd_buf_put(&a->buf, "}", 2); /* with the NUL libpq needs */
-    return a->buf.data;
-}
 
 int pd_store_create(const pd_store_config_t *cfg, pd_store_t **out)
 {
@@ -267,7 +207,7 @@ void pd_store_destroy(pd_store_t *store)
         return;
     pd_db_destroy(store->db);
     for (int i = 0; i < A_COUNT; i++)
-        pd_buf_close(&store->in[i].buf);
+        pd_pgarray_close(&store->in[i]);
     free(store);
 }
 
@@ -333,47 +273,48 @@ size_t pd_store_distinct(pd_batch_t *batch, pd_store_item_t *items)
 }
 
 /* Appends a record's signatures, joined by spaces (SQL_WRITE splits them). */
-static void arr_signatures(pg_array_t *a, const pd_store_item_t *item)
+static void add_signatures(pd_pgarray_t *a, const pd_store_item_t *item)
 {
-    arr_sep(a);
-    PD_BUF_LIT(&a->buf, "\"");
+    char joined[PD_MAX_PATTERNS * PD_SIGNATURE_MAX];
+    size_t len = 0;
     for (int p = 0; p < item->n_patterns; p++) {
+        size_t n = strlen(item->patterns[p]);
         if (p > 0)
-            PD_BUF_LIT(&a->buf, " ");
-        pd_buf_puts(&a->buf, item->patterns[p]);
+            joined[len++] = ' ';
+        memcpy(joined + len, item->patterns[p], n); /* each is < PD_SIGNATURE_MAX with its NUL */
+        len += n;
     }
-    PD_BUF_LIT(&a->buf, "\"");
+    pd_pgarray_text(a, joined, len);
 }
 
-/*
- * A signature is sent inside a space-separated, double-quoted array
- * element: it must hold none of those characters (the detector's never do).
+/* A signature is sent space-separated: it must be non-empty, without spaces (the detector's are).
  */
 static bool plain_signature(const char *sig)
 {
-    return sig[0] != '\0' && strpbrk(sig, " \"\\{},") == NULL;
+    return sig[0] != '\0' && strchr(sig, ' ') == NULL;
 }
 
 /* Appends one distinct record to SQL_WRITE's input columns. */
 static void add_row(pd_store_t *s, const pd_record_t *r, const pd_store_item_t *item)
 {
-    pg_array_t *in = s->in;
-    arr_text(&in[A_WID], r->workflow_id, strlen(r->workflow_id));
-    arr_signatures(&in[A_SIGS], item);
+    pd_pgarray_t *in = s->in;
+    pd_pgarray_text(&in[A_WID], r->workflow_id, strlen(r->workflow_id));
+    add_signatures(&in[A_SIGS], item);
     if (item->n_patterns > 0)
-        arr_text(&in[A_CHARS], s->chars + item->chars_off, item->chars_len);
+        pd_pgarray_text(&in[A_CHARS], s->chars + item->chars_off, item->chars_len);
     else
-        arr_null(&in[A_CHARS]);
-    arr_int(&in[A_TOKENS], r->total_tokens);
-    arr_double(&in[A_COST], r->cost);
-    arr_int(&in[A_DUR], r->duration_ms);
-    arr_int(&in[A_ERR], r->error_message.ptr != NULL && r->error_message.len > 0);
-    arr_int(&in[A_RETRY], r->retry_count);
+        pd_pgarray_null(&in[A_CHARS]);
+    pd_pgarray_int(&in[A_TOKENS], r->total_tokens);
+    /* As the shortest decimal that reads back as the cost: the sums are of what was sent. */
+    pd_pgarray_double(&in[A_COST], r->cost);
+    pd_pgarray_int(&in[A_DUR], r->duration_ms);
+    pd_pgarray_int(&in[A_ERR], r->error_message.ptr != NULL && r->error_message.len > 0);
+    pd_pgarray_int(&in[A_RETRY], r->retry_count);
     if (r->has_start_time)
-        arr_int(&in[A_START], r->start_time_us);
+        pd_pgarray_int(&in[A_START], r->start_time_us);
     else
-        arr_null(&in[A_START]);
-    arr_int(&in[A_ORD], (int64_t)item->record);
+        pd_pgarray_null(&in[A_START]);
+    pd_pgarray_int(&in[A_ORD], (int64_t)item->record);
 }
 
 /*
@@ -390,7 +331,7 @@ static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
                                 "a batch must hold one tenant's records");
     }
     for (int a = 0; a < A_COUNT; a++)
-        arr_begin(&s->in[a]);
+        pd_pgarray_begin(&s->in[a], A_KIND[a]);
     for (size_t i = 0; i < s->n_items; i++) {
         const pd_store_item_t *item = &s->items[i];
         const pd_record_t *r = &batch->records[item->record];
@@ -401,14 +342,12 @@ static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
         for (int p = 0; p < item->n_patterns; p++) {
             if (!plain_signature(item->patterns[p]))
                 return pd_error_set(err, PD_EINVAL, 0, "signature",
-                                    "a signature must be non-empty, with no space, quote,"
-                                    " backslash, brace or comma");
+                                    "a signature must be non-empty, with no space");
         }
         add_row(s, r, item);
     }
     for (int a = 0; a < A_COUNT; a++) {
-        arr_end(&s->in[a]);
-        if (s->in[a].buf.failed)
+        if (pd_pgarray_end(&s->in[a]) < 0)
             return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
     }
     return PD_OK;
@@ -472,8 +411,11 @@ static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant
                             pd_error_t *err)
 {
     PGresult *res = NULL;
-    const char *check[] = {tenant, s->in[A_WID].buf.data, token};
-    int rc = pd_db_run(s->db, &SQL_CHECK, check, &res, err);
+    const pd_pgarray_t *ids = &s->in[A_WID];
+    const char *check[] = {tenant, pd_pgarray_value(ids), token};
+    const int lengths[] = {0, pd_pgarray_length(ids), 0},
+              formats[] = {0, pd_pgarray_format(ids), 0};
+    int rc = pd_db_run_formats(s->db, &SQL_CHECK, check, lengths, formats, &res, err);
     if (rc < 0)
         return rc;
     if (PQntuples(res) == 0) {
@@ -509,12 +451,17 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     if ((rc = pd_db_begin_tenant(s->db, tenant, err)) < 0)
         return rc;
 
-    const char *params[12] = {tenant, token};
-    for (int a = 0; a < A_COUNT; a++)
-        params[2 + a] = s->in[a].buf.data;
+    const char *params[2 + A_COUNT] = {tenant, token};
+    int lengths[2 + A_COUNT] = {0}, formats[2 + A_COUNT] = {0};
+    for (int a = 0; a < A_COUNT; a++) {
+        params[2 + a] = pd_pgarray_value(&s->in[a]);
+        lengths[2 + a] = pd_pgarray_length(&s->in[a]);
+        formats[2 + a] = pd_pgarray_format(&s->in[a]);
+    }
     /* After a lost connection the batch may be recorded already: only the dedup form can tell. */
     bool plain = s->dedup_left == 0 && !s->in_doubt;
-    if ((rc = pd_db_run(s->db, plain ? &SQL_WRITE : &SQL_WRITE_DEDUP, params, &res, err)) < 0) {
+    const pd_db_statement_t *st = plain ? &SQL_WRITE : &SQL_WRITE_DEDUP;
+    if ((rc = pd_db_run_formats(s->db, st, params, lengths, formats, &res, err)) < 0) {
         if (plain && strcmp(pd_db_sqlstate(s->db), UNIQUE_VIOLATION) == 0) {
             pd_db_end(s->db, rc, NULL); /* rolls back */
             s->dedup_left = DEDUP_BATCHES;
