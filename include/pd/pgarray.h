@@ -48,6 +48,13 @@ void pd_pgarray_int(pd_pgarray_t *a, int64_t v);
 /* Appends an element: the shortest decimal text that reads back as d (LITERAL arrays). */
 void pd_pgarray_double(pd_pgarray_t *a, double d);
 
+/*
+ * Writes into buf (at least PD_SHORTEST_MAX bytes) the shortest decimal
+ * text that reads back as d, as pd_pgarray_double() appends it.
+ */
+#define PD_SHORTEST_MAX 40
+void pd_shortest_decimal(double d, char *buf);
+
 /* Appends a NULL element. */
 void pd_pgarray_null(pd_pgarray_t *a);
 

@@ -95,14 +95,19 @@ void pd_pgarray_int(pd_pgarray_t *a, int64_t v)
     a->n++;
 }
 
-void pd_pgarray_double(pd_pgarray_t *a, double d)
+void pd_shortest_decimal(double d, char *buf)
 {
-    char tmp[40];
     for (int precision = 15; precision <= 17; precision++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", precision, d);
-        if (strtod(tmp, NULL) == d)
+        snprintf(buf, PD_SHORTEST_MAX, "%.*g", precision, d);
+        if (strtod(buf, NULL) == d)
             break;
     }
+}
+
+void pd_pgarray_double(pd_pgarray_t *a, double d)
+{
+    char tmp[PD_SHORTEST_MAX];
+    pd_shortest_decimal(d, tmp);
     separate(a);
     pd_buf_puts(&a->buf, tmp);
     a->n++;

@@ -60,6 +60,7 @@
 #include "pd/buf.h"
 #include "pd/db.h"
 #include "pd/pgarray.h"
+#include "sums.h"
 
 /*
  * The whole batch in one statement.  The input is one array element per
@@ -101,6 +102,25 @@
  * RETURNING, without which Citus writes its rows into the shards with COPY,
  * which PostgreSQL refuses under row-level security (the service role).
  */
+/* The upsert of operation_patterns, shared by the write statements. */
+#define SQL_UPSERT_INTO                                                                            \
+    " INSERT INTO operation_patterns AS p (tenant_id, pattern_signature, pattern_type,"            \
+    "  occurrence_count, sum_tokens, sum_cost, duration_n, sum_duration_ms, sum_duration_ms_sq,"   \
+    "  error_n, sum_retry, first_event_at, last_event_at, typical_input_pattern, created_batch)"
+#define SQL_UPSERT_SET                                                                             \
+    " ON CONFLICT (tenant_id, pattern_signature) DO UPDATE SET"                                    \
+    "  occurrence_count = p.occurrence_count + EXCLUDED.occurrence_count,"                         \
+    "  sum_tokens = p.sum_tokens + EXCLUDED.sum_tokens,"                                           \
+    "  sum_cost = p.sum_cost + EXCLUDED.sum_cost,"                                                 \
+    "  duration_n = p.duration_n + EXCLUDED.duration_n,"                                           \
+    "  sum_duration_ms = p.sum_duration_ms + EXCLUDED.sum_duration_ms,"                            \
+    "  sum_duration_ms_sq = p.sum_duration_ms_sq + EXCLUDED.sum_duration_ms_sq,"                   \
+    "  error_n = p.error_n + EXCLUDED.error_n,"                                                    \
+    "  sum_retry = p.sum_retry + EXCLUDED.sum_retry,"                                              \
+    "  first_event_at = least(p.first_event_at, EXCLUDED.first_event_at),"                         \
+    "  last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),"                         \
+    "  last_seen = EXCLUDED.last_seen"
+
 #define SQL_WRITE_TEXT(on_conflict)                                                                \
     "WITH claimed AS ("                                                                            \
     " INSERT INTO workflows (tenant_id, workflow_id, batch_token, signatures, characteristics)"    \
@@ -121,29 +141,42 @@
     "  min(ord) AS first_ord"                                                                      \
     " FROM new CROSS JOIN LATERAL unnest(string_to_array(new.sigs, ' ')) AS g(sig)"                \
     " GROUP BY g.sig"                                                                              \
-    "), up AS ("                                                                                   \
-    " INSERT INTO operation_patterns AS p (tenant_id, pattern_signature, pattern_type,"            \
-    "  occurrence_count, sum_tokens, sum_cost, duration_n, sum_duration_ms, sum_duration_ms_sq,"   \
-    "  error_n, sum_retry, first_event_at, last_event_at, typical_input_pattern, created_batch)"   \
+    "), up AS (" SQL_UPSERT_INTO                                                                   \
     " SELECT $1, a.sig, split_part(a.sig, ':', 1), a.n, a.st, a.sc, a.dn, a.sd, a.sdq, a.se,"      \
     "  a.sr, 'epoch'::timestamptz + a.s0 * interval '1 microsecond',"                              \
     "  'epoch'::timestamptz + a.s1 * interval '1 microsecond', ($5::text[])[f.i]::jsonb, $2"       \
-    " FROM agg a JOIN new f ON f.ord = a.first_ord ORDER BY a.sig COLLATE \"C\""                   \
-    " ON CONFLICT (tenant_id, pattern_signature) DO UPDATE SET"                                    \
-    "  occurrence_count = p.occurrence_count + EXCLUDED.occurrence_count,"                         \
-    "  sum_tokens = p.sum_tokens + EXCLUDED.sum_tokens,"                                           \
-    "  sum_cost = p.sum_cost + EXCLUDED.sum_cost,"                                                 \
-    "  duration_n = p.duration_n + EXCLUDED.duration_n,"                                           \
-    "  sum_duration_ms = p.sum_duration_ms + EXCLUDED.sum_duration_ms,"                            \
-    "  sum_duration_ms_sq = p.sum_duration_ms_sq + EXCLUDED.sum_duration_ms_sq,"                   \
-    "  error_n = p.error_n + EXCLUDED.error_n,"                                                    \
-    "  sum_retry = p.sum_retry + EXCLUDED.sum_retry,"                                              \
-    "  first_event_at = least(p.first_event_at, EXCLUDED.first_event_at),"                         \
-    "  last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),"                         \
-    "  last_seen = EXCLUDED.last_seen"                                                             \
+    " FROM agg a JOIN new f ON f.ord = a.first_ord ORDER BY a.sig COLLATE \"C\"" SQL_UPSERT_SET    \
     " RETURNING (p.xmax = 0) AS created"                                                           \
     ")"                                                                                            \
     " SELECT (SELECT count(*) FROM up WHERE created), (SELECT array_agg(i) FROM new)"
+
+/*
+ * The fast path: a plain claim, with the deltas summed per signature by the
+ * client (src/db/sums.c), since every workflow of the batch is new when
+ * the statement succeeds.  The upsert joins the count of claimed rows, so
+ * that the ledger rows are all inserted before the first pattern row is
+ * locked, as in SQL_WRITE.
+ */
+static const pd_db_statement_t SQL_WRITE_SUMS = {
+    "pd_write_sums",
+    "WITH claimed AS ("
+    " INSERT INTO workflows (tenant_id, workflow_id, batch_token, signatures, characteristics)"
+    " SELECT $1, u.workflow_id, $2, string_to_array(u.sigs, ' '), u.chars"
+    " FROM unnest($3::text[], $4::text[], $5::text[]) AS u(workflow_id, sigs, chars)"
+    " RETURNING 1"
+    "), up AS (" SQL_UPSERT_INTO
+    " SELECT $1, g.sig, split_part(g.sig, ':', 1), g.n, g.st, g.sc, g.dn, g.sd, g.sdq, g.se,"
+    "  g.sr, 'epoch'::timestamptz + g.s0 * interval '1 microsecond',"
+    "  'epoch'::timestamptz + g.s1 * interval '1 microsecond', g.typical::jsonb, $2"
+    " FROM unnest($6::text[], $7::bigint[], $8::numeric[], $9::numeric[], $10::bigint[],"
+    "  $11::numeric[], $12::numeric[], $13::bigint[], $14::numeric[], $15::bigint[],"
+    "  $16::bigint[], $17::text[])"
+    "  AS g(sig, n, st, sc, dn, sd, sdq, se, sr, s0, s1, typical)"
+    " JOIN (SELECT count(*) AS n FROM claimed) c ON c.n = cardinality($3::text[])"
+    " ORDER BY g.sig COLLATE \"C\"" SQL_UPSERT_SET " RETURNING (p.xmax = 0) AS created"
+    ")"
+    " SELECT (SELECT count(*) FROM up WHERE created), (SELECT count(*) FROM claimed)",
+    17};
 
 static const pd_db_statement_t SQL_WRITE = {"pd_write", SQL_WRITE_TEXT(""), 12};
 static const pd_db_statement_t SQL_WRITE_DEDUP = {"pd_write_dedup",
@@ -185,6 +218,9 @@ struct pd_store {
     size_t n_items;
     const char *chars;        /* the text items' characteristics point into */
     pd_pgarray_t in[A_COUNT]; /* SQL_WRITE's input; in[A_WID] is also CHECK's */
+    pd__sums_t sums;          /* SQL_WRITE_SUMS's input */
+    bool sums_ready;          /* sums hold this batch's (its costs could be summed in C) */
+    bool stats_ready;         /* in[A_TOKENS..A_ORD] hold this batch's */
     int dedup_left;           /* batches still to write with SQL_WRITE_DEDUP */
     bool in_doubt; /* an attempt of this batch lost its connection: it may have committed */
 };
@@ -208,6 +244,7 @@ void pd_store_destroy(pd_store_t *store)
     pd_db_destroy(store->db);
     for (int i = 0; i < A_COUNT; i++)
         pd_pgarray_close(&store->in[i]);
+    pd__sums_close(&store->sums);
     free(store);
 }
 
@@ -294,8 +331,11 @@ static bool plain_signature(const char *sig)
     return sig[0] != '\0' && strchr(sig, ' ') == NULL;
 }
 
-/* Appends one distinct record to SQL_WRITE's input columns. */
-static void add_row(pd_store_t *s, const pd_record_t *r, const pd_store_item_t *item)
+/* The columns every write form sends: workflow ids, signatures, characteristics. */
+enum { A_CLAIM_COUNT = A_TOKENS };
+
+/* Appends one distinct record's ledger row to the input columns (A_WID to A_CHARS). */
+static void add_claim_row(pd_store_t *s, const pd_record_t *r, const pd_store_item_t *item)
 {
     pd_pgarray_t *in = s->in;
     pd_pgarray_text(&in[A_WID], r->workflow_id, strlen(r->workflow_id));
@@ -304,6 +344,12 @@ static void add_row(pd_store_t *s, const pd_record_t *r, const pd_store_item_t *
         pd_pgarray_text(&in[A_CHARS], s->chars + item->chars_off, item->chars_len);
     else
         pd_pgarray_null(&in[A_CHARS]);
+}
+
+/* Appends one distinct record's numbers to the input columns (A_TOKENS to A_ORD). */
+static void add_stats_row(pd_store_t *s, const pd_record_t *r, const pd_store_item_t *item)
+{
+    pd_pgarray_t *in = s->in;
     pd_pgarray_int(&in[A_TOKENS], r->total_tokens);
     /* As the shortest decimal that reads back as the cost: the sums are of what was sent. */
     pd_pgarray_double(&in[A_COST], r->cost);
@@ -317,26 +363,44 @@ static void add_row(pd_store_t *s, const pd_record_t *r, const pd_store_item_t *
     pd_pgarray_int(&in[A_ORD], (int64_t)item->record);
 }
 
-/*
- * Checks what the statement relies on (one tenant; distinct workflow ids
- * in lock order; plain signatures) and builds its input.  Done once per
- * batch, before any attempt: the input does not depend on what an attempt
- * finds.
- */
-static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
+/* Builds the input columns [from, to) for the batch's distinct records. */
+static int build_columns(pd_store_t *s, const pd_batch_t *batch, int from, int to, pd_error_t *err)
 {
-    for (size_t i = 1; i < batch->count; i++) {
-        if (strcmp(batch->records[i].tenant_id, batch->records[0].tenant_id) != 0)
-            return pd_error_set(err, PD_EINVAL, 0, "tenant_id",
-                                "a batch must hold one tenant's records");
-    }
-    for (int a = 0; a < A_COUNT; a++)
+    for (int a = from; a < to; a++)
         pd_pgarray_begin(&s->in[a], A_KIND[a]);
     for (size_t i = 0; i < s->n_items; i++) {
         const pd_store_item_t *item = &s->items[i];
         const pd_record_t *r = &batch->records[item->record];
-        if (i > 0 &&
-            strcmp(batch->records[s->items[i - 1].record].workflow_id, r->workflow_id) >= 0)
+        if (from == 0)
+            add_claim_row(s, r, item);
+        else
+            add_stats_row(s, r, item);
+    }
+    for (int a = from; a < to; a++) {
+        if (pd_pgarray_end(&s->in[a]) < 0)
+            return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+    }
+    return PD_OK;
+}
+
+/*
+ * Checks what the statements rely on (one tenant; distinct workflow ids in
+ * lock order; plain signatures) and builds the ledger rows' columns, and,
+ * when the store will try the plain claim, the per-signature sums.  Done
+ * once per batch, before any attempt.  The per-record numbers that the
+ * other forms send are built when first needed (need_stats).
+ */
+static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
+{
+    for (size_t i = 0; i < batch->count; i++) {
+        if (i > 0 && strcmp(batch->records[i].tenant_id, batch->records[0].tenant_id) != 0)
+            return pd_error_set(err, PD_EINVAL, 0, "tenant_id",
+                                "a batch must hold one tenant's records");
+    }
+    for (size_t i = 0; i < s->n_items; i++) {
+        const pd_store_item_t *item = &s->items[i];
+        if (i > 0 && strcmp(batch->records[s->items[i - 1].record].workflow_id,
+                            batch->records[item->record].workflow_id) >= 0)
             return pd_error_set(err, PD_EINVAL, 0, "workflow_id",
                                 "the records to write are not distinct and in lock order");
         for (int p = 0; p < item->n_patterns; p++) {
@@ -344,13 +408,28 @@ static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
                 return pd_error_set(err, PD_EINVAL, 0, "signature",
                                     "a signature must be non-empty, with no space");
         }
-        add_row(s, r, item);
     }
-    for (int a = 0; a < A_COUNT; a++) {
-        if (pd_pgarray_end(&s->in[a]) < 0)
-            return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+    s->stats_ready = false;
+    s->sums_ready = false;
+    int rc = build_columns(s, batch, 0, A_CLAIM_COUNT, err);
+    if (rc == PD_OK && s->dedup_left == 0) {
+        rc = pd__sums_build(&s->sums, batch, s->items, s->n_items, s->chars);
+        if (rc < 0)
+            return pd_error_set(err, rc, 0, "", "out of memory");
+        s->sums_ready = rc == 1;
+        rc = PD_OK;
     }
-    return PD_OK;
+    return rc;
+}
+
+/* Builds the per-record numbers for SQL_WRITE and SQL_WRITE_DEDUP, once per batch. */
+static int need_stats(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
+{
+    if (s->stats_ready)
+        return PD_OK;
+    int rc = build_columns(s, batch, A_CLAIM_COUNT, A_COUNT, err);
+    s->stats_ready = rc == PD_OK;
+    return rc;
 }
 
 /* Marks items[ordinal - 1] new for every ordinal in column 0 of res (CHECK's answer). */
@@ -433,6 +512,63 @@ static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant
     return 1;
 }
 
+/* Runs st with the tenant, the token and columns[0..n) as its parameters. */
+static int run_with_columns(pd_store_t *s, const pd_db_statement_t *st, const char *tenant,
+                            const char *token, const pd_pgarray_t *const *columns, int n,
+                            PGresult **res, pd_error_t *err)
+{
+    const char *params[2 + A_COUNT + S_COUNT] = {tenant, token};
+    int lengths[2 + A_COUNT + S_COUNT] = {0}, formats[2 + A_COUNT + S_COUNT] = {0};
+    for (int c = 0; c < n; c++) {
+        params[2 + c] = pd_pgarray_value(columns[c]);
+        lengths[2 + c] = pd_pgarray_length(columns[c]);
+        formats[2 + c] = pd_pgarray_format(columns[c]);
+    }
+    return pd_db_run_formats(s->db, st, params, lengths, formats, res, err);
+}
+
+/* SQL_WRITE_SUMS: every workflow is new when it succeeds. */
+static int write_summed(pd_store_t *s, pd_batch_t *batch, const char *tenant, const char *token,
+                        size_t *claimed, pd_error_t *err)
+{
+    const pd_pgarray_t *columns[A_CLAIM_COUNT + S_COUNT];
+    for (int c = 0; c < A_CLAIM_COUNT; c++)
+        columns[c] = &s->in[c];
+    for (int c = 0; c < S_COUNT; c++)
+        columns[A_CLAIM_COUNT + c] = &s->sums.col[c];
+    PGresult *res = NULL;
+    int rc = run_with_columns(s, &SQL_WRITE_SUMS, tenant, token, columns, A_CLAIM_COUNT + S_COUNT,
+                              &res, err);
+    if (rc < 0)
+        return rc;
+    batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    *claimed = (size_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    pd_db_result_free(res);
+    if (*claimed != s->n_items)
+        return pd_error_set(err, PD_EDB, 0, "", "pd_write_sums: claimed %zu of %zu workflows",
+                            *claimed, s->n_items);
+    for (size_t i = 0; i < s->n_items; i++)
+        s->items[i].is_new = true;
+    return PD_OK;
+}
+
+/* SQL_WRITE or SQL_WRITE_DEDUP: the server sums the claimed workflows' occurrences. */
+static int write_per_record(pd_store_t *s, pd_batch_t *batch, const pd_db_statement_t *st,
+                            const char *tenant, const char *token, size_t *claimed, pd_error_t *err)
+{
+    const pd_pgarray_t *columns[A_COUNT];
+    for (int c = 0; c < A_COUNT; c++)
+        columns[c] = &s->in[c];
+    PGresult *res = NULL;
+    int rc = run_with_columns(s, st, tenant, token, columns, A_COUNT, &res, err);
+    if (rc < 0)
+        return rc;
+    batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    *claimed = mark_new_list(s, PQgetvalue(res, 0, 1));
+    pd_db_result_free(res);
+    return PD_OK;
+}
+
 /*
  * One transaction.  Returns 0 when the batch is committed (now or by an
  * earlier attempt), else the classified error.
@@ -442,7 +578,6 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     const char *tenant = batch->records[0].tenant_id;
     char token[24];
     snprintf(token, sizeof(token), "%lld", (long long)batch->token);
-    PGresult *res = NULL;
     int rc;
 
     if ((rc = ensure_connected(s, err)) < 0)
@@ -451,17 +586,16 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     if ((rc = pd_db_begin_tenant(s->db, tenant, err)) < 0)
         return rc;
 
-    const char *params[2 + A_COUNT] = {tenant, token};
-    int lengths[2 + A_COUNT] = {0}, formats[2 + A_COUNT] = {0};
-    for (int a = 0; a < A_COUNT; a++) {
-        params[2 + a] = pd_pgarray_value(&s->in[a]);
-        lengths[2 + a] = pd_pgarray_length(&s->in[a]);
-        formats[2 + a] = pd_pgarray_format(&s->in[a]);
-    }
     /* After a lost connection the batch may be recorded already: only the dedup form can tell. */
     bool plain = s->dedup_left == 0 && !s->in_doubt;
-    const pd_db_statement_t *st = plain ? &SQL_WRITE : &SQL_WRITE_DEDUP;
-    if ((rc = pd_db_run_formats(s->db, st, params, lengths, formats, &res, err)) < 0) {
+    size_t claimed = 0;
+    if (plain && s->sums_ready) {
+        rc = write_summed(s, batch, tenant, token, &claimed, err);
+    } else if ((rc = need_stats(s, batch, err)) == PD_OK) {
+        rc = write_per_record(s, batch, plain ? &SQL_WRITE : &SQL_WRITE_DEDUP, tenant, token,
+                              &claimed, err);
+    }
+    if (rc < 0) {
         if (plain && strcmp(pd_db_sqlstate(s->db), UNIQUE_VIOLATION) == 0) {
             pd_db_end(s->db, rc, NULL); /* rolls back */
             s->dedup_left = DEDUP_BATCHES;
@@ -471,10 +605,6 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     }
     if (!plain && s->dedup_left > 0)
         s->dedup_left--;
-    batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    size_t claimed = mark_new_list(s, PQgetvalue(res, 0, 1));
-    pd_db_result_free(res);
-    res = NULL;
 
     if (s->in_doubt && claimed == 0) {
         /*
@@ -500,7 +630,6 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     return PD_OK;
 
 fail:
-    pd_db_result_free(res);
     return pd_db_end(s->db, rc, err);
 }
 

@@ -506,3 +506,58 @@ Test(ingest, numbers_past_their_bounds_are_rejected_and_stored_sums_stay_readabl
     free(rej);
     free(url);
 }
+
+/* --- exact sums, whichever side adds them up (issue 11) ----------------------------------- */
+
+/* One record of tenant "sums" whose only varying fields are its id and cost. */
+static void sums_record(char *buf, size_t size, const char *id, const char *cost)
+{
+    snprintf(buf, size,
+             "{\"workflow_id\": \"%s\", \"tenant_id\": \"sums\", \"nl_input\": \"run the backend"
+             " tests\", \"workflow_template\": \"test\", \"duration_seconds\": 2.5,"
+             " \"retry_count\": 1, \"error_count\": 0, \"total_tokens\": 1000,"
+             " \"actual_cost_total\": %s, \"start_time\": \"2026-10-01T00:00:00Z\"}\n",
+             id, cost);
+}
+
+/*
+ * A batch of new workflows is summed per signature in C (src/db/sums.c); a
+ * batch with a cost of more than 18 decimal places, or with duplicates, by
+ * the server.  Either way sum_cost is the exact decimal sum, with the
+ * scale PostgreSQL's numeric addition gives it.
+ */
+Test(ingest, pattern_sums_are_exact_whichever_side_adds_them_up)
+{
+    char *url = pdt_new_migrated_database();
+    const char *costs[] = {"0.1", "0.2", "999999999", "1.5e-07"};
+    char line[1024], first[4096] = "";
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "s%d", i);
+        sums_record(line, sizeof(line), id, costs[i]);
+        strcat(first, line);
+    }
+    free(ingest_text(url, first, 4, 0));
+    const char *sql = "SELECT string_agg(DISTINCT sum_cost::text || ' ' || occurrence_count"
+                      " || ' ' || sum_tokens, ',') FROM operation_patterns"
+                      " WHERE tenant_id = 'sums'";
+    char *sums = pdt_sql_value(url, sql);
+    cr_assert_str_eq(sums, "999999999.30000015 4 4000");
+    free(sums);
+
+    /* 1e-20 has 20 decimal places: the server sums this batch. */
+    sums_record(line, sizeof(line), "s4", "1e-20");
+    free(ingest_text(url, line, 1, 0));
+    sums = pdt_sql_value(url, sql);
+    cr_assert_str_eq(sums, "999999999.30000015000000000001 5 5000");
+    free(sums);
+
+    /* The first batch again, and one new workflow with it: duplicates change nothing. */
+    sums_record(line, sizeof(line), "s5", "0.05");
+    strcat(first, line);
+    free(ingest_text(url, first, 1, 0));
+    sums = pdt_sql_value(url, sql);
+    cr_assert_str_eq(sums, "999999999.35000015000000000001 6 6000");
+    free(sums);
+    free(url);
+}

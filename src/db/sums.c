@@ -1,0 +1,241 @@
+/*
+ * Per-signature sums of a batch; see src/db/sums.h.
+ *
+ * The occurrences (record, signature) are sorted by signature, then by the
+ * record's position in the batch, and summed one run of equal signatures
+ * at a time; the first occurrence of a run is the workflow whose
+ * characteristics become the pattern's typical input.
+ */
+#define _GNU_SOURCE /* qsort_r */
+#include "sums.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd/record.h"
+
+typedef __int128 wide_t;
+
+#define COST_PLACES 18 /* a cost is summed in units of 10^-COST_PLACES */
+
+struct pd__occurrence {
+    size_t item; /* index in items */
+    int pattern; /* index in that item's patterns */
+};
+
+/* The sums of one signature's occurrences. */
+typedef struct run {
+    int64_t n, dur_n, err;
+    wide_t tokens, dur, dur_sq, retry, cost;
+    int cost_scale; /* the largest scale among the cost terms */
+    bool has_start;
+    int64_t first, last;
+} run_t;
+
+static const pd_pgarray_kind_t S_KIND[S_COUNT] = {
+    [S_SIG] = PD_PGARRAY_TEXT,       [S_N] = PD_PGARRAY_INT8,     [S_TOKENS] = PD_PGARRAY_LITERAL,
+    [S_COST] = PD_PGARRAY_LITERAL,   [S_DUR_N] = PD_PGARRAY_INT8, [S_DUR] = PD_PGARRAY_LITERAL,
+    [S_DUR_SQ] = PD_PGARRAY_LITERAL, [S_ERR] = PD_PGARRAY_INT8,   [S_RETRY] = PD_PGARRAY_LITERAL,
+    [S_FIRST] = PD_PGARRAY_INT8,     [S_LAST] = PD_PGARRAY_INT8,  [S_TYPICAL] = PD_PGARRAY_TEXT};
+
+/*
+ * The cost as a whole number of 10^-COST_PLACES units and the scale
+ * numeric_in gives its shortest decimal (digits after the point less the
+ * exponent, at least 0).  Returns false when that scale exceeds
+ * COST_PLACES.  The text is what %.17g writes: [-]digits[.digits][e±digits].
+ */
+static bool cost_units(double cost, wide_t *units, int *scale)
+{
+    if (!(cost >= -PD_COST_MAX && cost <= PD_COST_MAX))
+        return false; /* never a validated cost; beyond it the units could overflow */
+    char text[PD_SHORTEST_MAX];
+    pd_shortest_decimal(cost, text);
+    const char *p = text;
+    bool negative = *p == '-';
+    if (negative)
+        p++;
+    wide_t mantissa = 0;
+    int places = 0, exponent = 0, digits = 0;
+    bool point = false;
+    for (; *p != '\0' && *p != 'e'; p++) {
+        if (*p == '.') {
+            point = true;
+            continue;
+        }
+        if (*p < '0' || *p > '9' || ++digits > 20)
+            return false; /* inf or nan: never a validated cost */
+        mantissa = mantissa * 10 + (*p - '0');
+        places += point;
+    }
+    if (*p == 'e')
+        exponent = (int)strtol(p + 1, NULL, 10);
+    int shift = COST_PLACES - places + exponent; /* units = mantissa × 10^shift */
+    *scale = places - exponent > 0 ? places - exponent : 0;
+    if (*scale > COST_PLACES)
+        return false;
+    for (int i = 0; i < shift; i++)
+        mantissa *= 10;
+    *units = negative ? -mantissa : mantissa;
+    return true;
+}
+
+/* Prints v with `places` digits after the point out of its last `units_places` (0 for integers). */
+static void print_wide(wide_t v, int units_places, int places, char *out)
+{
+    char digits[64];
+    int n = 0;
+    bool negative = v < 0;
+    unsigned __int128 u = negative ? (unsigned __int128)(-(v + 1)) + 1 : (unsigned __int128)v;
+    do {
+        digits[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u != 0 || n <= units_places); /* at least one digit before the point */
+    char *o = out;
+    if (negative)
+        *o++ = '-';
+    for (int i = n - 1; i >= units_places; i--)
+        *o++ = digits[i];
+    if (places > 0) {
+        *o++ = '.';
+        for (int i = units_places - 1; i >= units_places - places; i--)
+            *o++ = digits[i];
+    }
+    *o = '\0';
+}
+
+static void add_wide(pd_pgarray_t *a, wide_t v, int units_places, int places)
+{
+    char text[80];
+    print_wide(v, units_places, places, text);
+    pd_pgarray_text(a, text, strlen(text));
+}
+
+typedef struct sort_ctx {
+    const pd_store_item_t *items;
+} sort_ctx_t;
+
+/* By signature (byte order), then by the record's position in the batch. */
+static int compare_occurrence(const void *a, const void *b, void *arg)
+{
+    const sort_ctx_t *ctx = arg;
+    const struct pd__occurrence *x = a, *y = b;
+    const pd_store_item_t *ix = &ctx->items[x->item], *iy = &ctx->items[y->item];
+    int c = strcmp(ix->patterns[x->pattern], iy->patterns[y->pattern]);
+    if (c == 0)
+        c = ix->record < iy->record ? -1 : ix->record > iy->record;
+    return c;
+}
+
+/* Adds one occurrence of record r to the run; false when its cost cannot be summed exactly. */
+static bool add_to_run(run_t *run, const pd_record_t *r)
+{
+    wide_t units;
+    int scale;
+    if (!cost_units(r->cost, &units, &scale))
+        return false;
+    run->n++;
+    run->tokens += r->total_tokens;
+    run->cost += units;
+    if (scale > run->cost_scale)
+        run->cost_scale = scale;
+    if (r->duration_ms > 0) {
+        run->dur_n++;
+        run->dur += r->duration_ms;
+        run->dur_sq += (wide_t)r->duration_ms * r->duration_ms;
+    }
+    run->err += r->error_message.ptr != NULL && r->error_message.len > 0;
+    run->retry += r->retry_count;
+    if (r->has_start_time) {
+        if (!run->has_start || r->start_time_us < run->first)
+            run->first = r->start_time_us;
+        if (!run->has_start || r->start_time_us > run->last)
+            run->last = r->start_time_us;
+        run->has_start = true;
+    }
+    return true;
+}
+
+static void emit_run(pd__sums_t *s, const char *sig, const run_t *run, const char *typical,
+                     size_t typical_len)
+{
+    pd_pgarray_t *c = s->col;
+    pd_pgarray_text(&c[S_SIG], sig, strlen(sig));
+    pd_pgarray_int(&c[S_N], run->n);
+    add_wide(&c[S_TOKENS], run->tokens, 0, 0);
+    add_wide(&c[S_COST], run->cost, COST_PLACES, run->cost_scale);
+    pd_pgarray_int(&c[S_DUR_N], run->dur_n);
+    add_wide(&c[S_DUR], run->dur, 0, 0);
+    add_wide(&c[S_DUR_SQ], run->dur_sq, 0, 0);
+    pd_pgarray_int(&c[S_ERR], run->err);
+    add_wide(&c[S_RETRY], run->retry, 0, 0);
+    if (run->has_start) {
+        pd_pgarray_int(&c[S_FIRST], run->first);
+        pd_pgarray_int(&c[S_LAST], run->last);
+    } else {
+        pd_pgarray_null(&c[S_FIRST]);
+        pd_pgarray_null(&c[S_LAST]);
+    }
+    pd_pgarray_text(&c[S_TYPICAL], typical, typical_len);
+}
+
+/* Lists the occurrences, sorted; returns their count, or PD_ENOMEM. */
+static long sort_occurrences(pd__sums_t *s, const pd_store_item_t *items, size_t n_items)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < n_items; i++)
+        n += (size_t)items[i].n_patterns;
+    if (n > s->occs_cap) {
+        struct pd__occurrence *grown = realloc(s->occs, n * sizeof(*grown));
+        if (grown == NULL)
+            return PD_ENOMEM;
+        s->occs = grown;
+        s->occs_cap = n;
+    }
+    n = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        for (int p = 0; p < items[i].n_patterns; p++)
+            s->occs[n++] = (struct pd__occurrence){.item = i, .pattern = p};
+    }
+    sort_ctx_t ctx = {items};
+    if (n > 1)
+        qsort_r(s->occs, n, sizeof(*s->occs), compare_occurrence, &ctx);
+    return (long)n;
+}
+
+int pd__sums_build(pd__sums_t *s, const pd_batch_t *batch, const pd_store_item_t *items,
+                   size_t n_items, const char *chars)
+{
+    long n = sort_occurrences(s, items, n_items);
+    if (n < 0)
+        return (int)n;
+    for (int c = 0; c < S_COUNT; c++)
+        pd_pgarray_begin(&s->col[c], S_KIND[c]);
+    for (long i = 0; i < n;) {
+        const pd_store_item_t *first = &items[s->occs[i].item];
+        const char *sig = first->patterns[s->occs[i].pattern];
+        run_t run = {0};
+        long j = i;
+        for (; j < n; j++) {
+            const pd_store_item_t *it = &items[s->occs[j].item];
+            if (strcmp(it->patterns[s->occs[j].pattern], sig) != 0)
+                break;
+            if (!add_to_run(&run, &batch->records[it->record]))
+                return 0;
+        }
+        emit_run(s, sig, &run, chars + first->chars_off, first->chars_len);
+        i = j;
+    }
+    for (int c = 0; c < S_COUNT; c++) {
+        if (pd_pgarray_end(&s->col[c]) < 0)
+            return PD_ENOMEM;
+    }
+    return 1;
+}
+
+void pd__sums_close(pd__sums_t *s)
+{
+    for (int c = 0; c < S_COUNT; c++)
+        pd_pgarray_close(&s->col[c]);
+    free(s->occs);
+}

@@ -1,0 +1,63 @@
+/*
+ * A batch's occurrences summed per signature, in C (internal to src/db).
+ *
+ * When every workflow of a batch is new — the store's fast path, a plain
+ * ledger insert that either takes every row or fails — the deltas that
+ * operation_patterns adds up are known before the statement runs, and the
+ * client sums them instead of the server: the statement then carries one
+ * row per signature instead of one per record (src/db/store.c).
+ *
+ * The sums are exact and are the values PostgreSQL's own aggregation would
+ * give, down to the numeric's scale: integers in 128 bits; each cost as the
+ * shortest decimal that reads back as its double (the text the store
+ * otherwise sends), added up in units of 10^-18, and printed with the
+ * largest scale among its terms, as numeric addition does.  A cost whose
+ * decimal has more than 18 places cannot be summed so: pd__sums_build()
+ * then reports that the batch must be summed by the server.
+ *
+ * Threads: a pd__sums_t belongs to the writer thread of its store.
+ */
+#ifndef PD_DB_SUMS_H
+#define PD_DB_SUMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "pd/batch.h"
+#include "pd/pgarray.h"
+#include "pd/store.h"
+
+/* The statement's per-signature columns, in the order of its parameters. */
+enum {
+    S_SIG,     /* signature (text) */
+    S_N,       /* occurrences (bigint) */
+    S_TOKENS,  /* Σ total_tokens (numeric) */
+    S_COST,    /* Σ actual_cost_total (numeric) */
+    S_DUR_N,   /* occurrences with a positive duration (bigint) */
+    S_DUR,     /* Σ duration in ms over those (numeric) */
+    S_DUR_SQ,  /* Σ duration² (numeric) */
+    S_ERR,     /* occurrences with a non-empty error_message (bigint) */
+    S_RETRY,   /* Σ retry_count (numeric) */
+    S_FIRST,   /* earliest start_time, µs since the epoch (bigint, NULL when none) */
+    S_LAST,    /* latest start_time (bigint, NULL when none) */
+    S_TYPICAL, /* characteristics of the first workflow in batch order (text) */
+    S_COUNT
+};
+
+typedef struct pd__sums {
+    pd_pgarray_t col[S_COUNT];
+    struct pd__occurrence *occs; /* scratch: the batch's occurrences, sorted */
+    size_t occs_cap;
+} pd__sums_t;
+
+/*
+ * Sums the occurrences of items[0..n_items) (records of batch, with their
+ * characteristics in chars) into the columns.  Returns 1 when built, 0 when
+ * a cost cannot be summed exactly in C, PD_ENOMEM when memory ran out.
+ */
+int pd__sums_build(pd__sums_t *sums, const pd_batch_t *batch, const pd_store_item_t *items,
+                   size_t n_items, const char *chars);
+
+void pd__sums_close(pd__sums_t *sums);
+
+#endif
