@@ -8,13 +8,13 @@
  *
  *  0. TENANT: BEGIN and SET LOCAL patternd.tenant (pd_db_begin_tenant,
  *     which says why SET LOCAL and how it reaches Citus's worker nodes).
- *  1. WRITE: one statement (SQL_WRITE below) claims every distinct
- *     (tenant_id, workflow_id) of the batch in the `workflows` ledger, with
- *     the batch's random token and each workflow's occurrences (its
- *     signatures and characteristics), and adds the occurrences of the
- *     workflows it claimed to the running sums of operation_patterns.  The
- *     workflows recorded before (by any batch, worker or process) are
- *     duplicates and change nothing.
+ *  1. WRITE: one statement (SQL_WRITE_SUMS, SQL_WRITE or SQL_WRITE_DEDUP
+ *     below) claims every distinct (tenant_id, workflow_id) of the batch
+ *     in the `workflows` ledger, with the batch's random token and each
+ *     workflow's occurrences (its signatures and characteristics), and
+ *     adds the occurrences of the workflows it claimed to the running sums
+ *     of operation_patterns.  The workflows recorded before (by any batch,
+ *     worker or process) are duplicates and change nothing.
  *  2. COMMIT.
  *
  * Locks are taken in one global order so that concurrent batches cannot
@@ -94,6 +94,13 @@
  * per workflow (issue 11).  A store that met a recorded workflow keeps to
  * SQL_WRITE_DEDUP for its next DEDUP_BATCHES batches, so that input with
  * many duplicates (a replay) costs about what it always did.
+ *
+ * When the plain claim succeeds every workflow of the batch is new, so the
+ * per-signature deltas are known beforehand: SQL_WRITE_SUMS (below) takes
+ * them summed by the client (src/db/sums.c, exactly) instead of the
+ * per-record numbers, and the server neither joins nor aggregates.
+ * SQL_WRITE is the plain form for a batch whose costs cannot be summed
+ * exactly in C.
  *
  * Two details are there for Citus, where the statement runs on a worker
  * node: last_seen takes EXCLUDED.last_seen (the column's default, now(),
