@@ -114,6 +114,21 @@ static char *clean_digest(void)
     return digest;
 }
 
+/*
+ * The tables once Citus has settled its transactions in doubt.  A batch
+ * whose COMMIT PREPARED did not reach a restarting worker is committed (the
+ * coordinator decided, and patternd was told so), but its rows show on that
+ * worker only when the coordinator's recovery commits them there, every
+ * citus.recover_2pc_interval; recover_prepared_transactions() does it now.
+ * Elsewhere there is nothing to settle.
+ */
+static char *settled_digest(const char *url)
+{
+    if (on_citus())
+        free(pdt_sql_value(url, "SELECT recover_prepared_transactions()"));
+    return pdt_tables_digest(url);
+}
+
 static const char *database_name(const char *url)
 {
     return strrchr(url, '/') + 1;
@@ -149,7 +164,7 @@ Test(faults, killed_backends_change_nothing, .init = make_input, .fini = remove_
     cr_assert_gt(killed, 0, "no backend was terminated: the test proved nothing");
     cr_assert_eq(pdt_summary_value(out, "processed"), records, "%s", out);
     cr_assert_eq(pdt_summary_value(out, "errors"), 0, "%s", out);
-    char *got = pdt_tables_digest(url);
+    char *got = settled_digest(url);
     cr_assert_str_eq(got, expected, "tables differ from a clean run after %ld kills", killed);
     free(got);
     free(out);
@@ -219,9 +234,10 @@ Test(faults, citus_worker_restarts_change_nothing, .init = make_input, .fini = r
     cr_assert_geq(restarts, 2, "only %ld restart: both workers must have restarted", restarts);
     cr_assert_eq(pdt_summary_value(out, "processed"), records, "%s", out);
     cr_assert_eq(pdt_summary_value(out, "errors"), 0, "%s", out);
-    char *got = pdt_tables_digest(url);
-    cr_assert_str_eq(got, expected, "tables differ from a clean run after %ld worker restarts",
-                     restarts);
+    char *got = settled_digest(url);
+    cr_assert_str_eq(got, expected,
+                     "tables differ from a clean run after %ld worker restarts: %s against %s",
+                     restarts, got, expected);
     free(got);
     free(out);
     free(url);
