@@ -199,9 +199,9 @@ static const pd_db_statement_t SQL_WRITE_DEDUP = {"pd_write_dedup",
 /* After a lost connection: which of the batch's workflows did an earlier attempt commit? */
 static const pd_db_statement_t SQL_CHECK = {
     "pd_check",
-    "SELECT u.i FROM unnest($2::text[]) WITH ORDINALITY AS u(w, i)"
+    "SELECT array_agg(u.i) FROM unnest($3::text[]) WITH ORDINALITY AS u(w, i)"
     " JOIN workflows w ON w.tenant_id = $1 AND w.workflow_id = u.w"
-    " WHERE w.batch_token = $3",
+    " WHERE w.batch_token = $2",
     3};
 static const pd_db_statement_t SQL_CHECK_NEW = {"pd_check_new",
                                                 "SELECT count(*) FROM operation_patterns"
@@ -370,19 +370,16 @@ static void add_stats_row(pd_store_t *s, const pd_record_t *r, const pd_store_it
     pd_pgarray_int(&in[A_ORD], (int64_t)item->record);
 }
 
-/* Builds the input columns [from, to) for the batch's distinct records. */
-static int build_columns(pd_store_t *s, const pd_batch_t *batch, int from, int to, pd_error_t *err)
+/* Builds the input columns [from, to), add_row appending each distinct record to them. */
+static int build_columns(pd_store_t *s, const pd_batch_t *batch, int from, int to,
+                         void (*add_row)(pd_store_t *, const pd_record_t *,
+                                         const pd_store_item_t *),
+                         pd_error_t *err)
 {
     for (int a = from; a < to; a++)
         pd_pgarray_begin(&s->in[a], A_KIND[a]);
-    for (size_t i = 0; i < s->n_items; i++) {
-        const pd_store_item_t *item = &s->items[i];
-        const pd_record_t *r = &batch->records[item->record];
-        if (from == 0)
-            add_claim_row(s, r, item);
-        else
-            add_stats_row(s, r, item);
-    }
+    for (size_t i = 0; i < s->n_items; i++)
+        add_row(s, &batch->records[s->items[i].record], &s->items[i]);
     for (int a = from; a < to; a++) {
         if (pd_pgarray_end(&s->in[a]) < 0)
             return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
@@ -399,8 +396,8 @@ static int build_columns(pd_store_t *s, const pd_batch_t *batch, int from, int t
  */
 static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
 {
-    for (size_t i = 0; i < batch->count; i++) {
-        if (i > 0 && strcmp(batch->records[i].tenant_id, batch->records[0].tenant_id) != 0)
+    for (size_t i = 1; i < batch->count; i++) {
+        if (strcmp(batch->records[i].tenant_id, batch->records[0].tenant_id) != 0)
             return pd_error_set(err, PD_EINVAL, 0, "tenant_id",
                                 "a batch must hold one tenant's records");
     }
@@ -418,7 +415,7 @@ static int prepare(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
     }
     s->stats_ready = false;
     s->sums_ready = false;
-    int rc = build_columns(s, batch, 0, A_CLAIM_COUNT, err);
+    int rc = build_columns(s, batch, 0, A_CLAIM_COUNT, add_claim_row, err);
     if (rc == PD_OK && s->dedup_left == 0) {
         rc = pd__sums_build(&s->sums, batch, s->items, s->n_items, s->chars);
         if (rc < 0)
@@ -434,28 +431,16 @@ static int need_stats(pd_store_t *s, const pd_batch_t *batch, pd_error_t *err)
 {
     if (s->stats_ready)
         return PD_OK;
-    int rc = build_columns(s, batch, A_CLAIM_COUNT, A_COUNT, err);
+    int rc = build_columns(s, batch, A_CLAIM_COUNT, A_COUNT, add_stats_row, err);
     s->stats_ready = rc == PD_OK;
     return rc;
-}
-
-/* Marks items[ordinal - 1] new for every ordinal in column 0 of res (CHECK's answer). */
-static void mark_new(pd_store_t *s, const PGresult *res)
-{
-    for (size_t i = 0; i < s->n_items; i++)
-        s->items[i].is_new = false;
-    for (int row = 0; row < PQntuples(res); row++) {
-        long ordinal = strtol(PQgetvalue(res, row, 0), NULL, 10);
-        if (ordinal >= 1 && (size_t)ordinal <= s->n_items)
-            s->items[ordinal - 1].is_new = true;
-    }
 }
 
 /*
  * Marks items[ordinal - 1] new for every ordinal of an int[] as PostgreSQL
  * prints it ("{1,4,5}", or NULL: the empty string); returns their count.
  */
-static size_t mark_new_list(pd_store_t *s, const char *list)
+static size_t mark_new(pd_store_t *s, const char *list)
 {
     size_t n = 0;
     for (size_t i = 0; i < s->n_items; i++)
@@ -488,37 +473,6 @@ static void settle(pd_store_t *s, pd_batch_t *batch)
     }
 }
 
-/*
- * Looks for the rows of an earlier attempt of this batch.  Returns 1 (with
- * the outcomes settled) when that attempt committed, 0 when it did not, or
- * an error.
- */
-static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant, const char *token,
-                            pd_error_t *err)
-{
-    PGresult *res = NULL;
-    const pd_pgarray_t *ids = &s->in[A_WID];
-    const char *check[] = {tenant, pd_pgarray_value(ids), token};
-    const int lengths[] = {0, pd_pgarray_length(ids), 0},
-              formats[] = {0, pd_pgarray_format(ids), 0};
-    int rc = pd_db_run_formats(s->db, &SQL_CHECK, check, lengths, formats, &res, err);
-    if (rc < 0)
-        return rc;
-    if (PQntuples(res) == 0) {
-        pd_db_result_free(res);
-        return 0;
-    }
-    mark_new(s, res);
-    pd_db_result_free(res);
-    const char *check_new[] = {tenant, token};
-    if ((rc = pd_db_run(s->db, &SQL_CHECK_NEW, check_new, &res, err)) < 0)
-        return rc;
-    batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    pd_db_result_free(res);
-    settle(s, batch);
-    return 1;
-}
-
 /* Runs st with the tenant, the token and columns[0..n) as its parameters. */
 static int run_with_columns(pd_store_t *s, const pd_db_statement_t *st, const char *tenant,
                             const char *token, const pd_pgarray_t *const *columns, int n,
@@ -532,6 +486,32 @@ static int run_with_columns(pd_store_t *s, const pd_db_statement_t *st, const ch
         formats[2 + c] = pd_pgarray_format(columns[c]);
     }
     return pd_db_run_formats(s->db, st, params, lengths, formats, res, err);
+}
+
+/*
+ * Looks for the rows of an earlier attempt of this batch.  Returns 1 (with
+ * the outcomes settled) when that attempt committed, 0 when it did not, or
+ * an error.
+ */
+static int committed_before(pd_store_t *s, pd_batch_t *batch, const char *tenant, const char *token,
+                            pd_error_t *err)
+{
+    PGresult *res = NULL;
+    const pd_pgarray_t *ids = &s->in[A_WID];
+    int rc = run_with_columns(s, &SQL_CHECK, tenant, token, &ids, 1, &res, err);
+    if (rc < 0)
+        return rc;
+    size_t committed = mark_new(s, PQgetvalue(res, 0, 0));
+    pd_db_result_free(res);
+    if (committed == 0)
+        return 0;
+    const char *check_new[] = {tenant, token};
+    if ((rc = pd_db_run(s->db, &SQL_CHECK_NEW, check_new, &res, err)) < 0)
+        return rc;
+    batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    pd_db_result_free(res);
+    settle(s, batch);
+    return 1;
 }
 
 /* SQL_WRITE_SUMS: every workflow is new when it succeeds. */
@@ -571,7 +551,7 @@ static int write_per_record(pd_store_t *s, pd_batch_t *batch, const pd_db_statem
     if (rc < 0)
         return rc;
     batch->new_patterns = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    *claimed = mark_new_list(s, PQgetvalue(res, 0, 1));
+    *claimed = mark_new(s, PQgetvalue(res, 0, 1));
     pd_db_result_free(res);
     return PD_OK;
 }

@@ -24,6 +24,12 @@ struct pd__occurrence {
     int pattern; /* index in that item's patterns */
 };
 
+/* An item's cost, converted once however many occurrences it has. */
+struct pd__cost {
+    wide_t units;
+    int scale;
+};
+
 /* The sums of one signature's occurrences. */
 typedef struct run {
     int64_t n, dur_n, err;
@@ -127,18 +133,14 @@ static int compare_occurrence(const void *a, const void *b, void *arg)
     return c;
 }
 
-/* Adds one occurrence of record r to the run; false when its cost cannot be summed exactly. */
-static bool add_to_run(run_t *run, const pd_record_t *r)
+/* Adds one occurrence of record r, whose cost is c, to the run. */
+static void add_to_run(run_t *run, const pd_record_t *r, const struct pd__cost *c)
 {
-    wide_t units;
-    int scale;
-    if (!cost_units(r->cost, &units, &scale))
-        return false;
     run->n++;
     run->tokens += r->total_tokens;
-    run->cost += units;
-    if (scale > run->cost_scale)
-        run->cost_scale = scale;
+    run->cost += c->units;
+    if (c->scale > run->cost_scale)
+        run->cost_scale = c->scale;
     if (r->duration_ms > 0) {
         run->dur_n++;
         run->dur += r->duration_ms;
@@ -153,7 +155,6 @@ static bool add_to_run(run_t *run, const pd_record_t *r)
             run->last = r->start_time_us;
         run->has_start = true;
     }
-    return true;
 }
 
 static void emit_run(pd__sums_t *s, const char *sig, const run_t *run, const char *typical,
@@ -203,9 +204,35 @@ static long sort_occurrences(pd__sums_t *s, const pd_store_item_t *items, size_t
     return (long)n;
 }
 
+/*
+ * Converts the cost of every item with an occurrence.  Returns 0 when one
+ * cannot be summed exactly (then nothing else is done), PD_ENOMEM when
+ * memory ran out, else 1.
+ */
+static int convert_costs(pd__sums_t *s, const pd_batch_t *batch, const pd_store_item_t *items,
+                         size_t n_items)
+{
+    if (n_items > s->costs_cap) {
+        struct pd__cost *grown = realloc(s->costs, n_items * sizeof(*grown));
+        if (grown == NULL)
+            return PD_ENOMEM;
+        s->costs = grown;
+        s->costs_cap = n_items;
+    }
+    for (size_t i = 0; i < n_items; i++) {
+        if (items[i].n_patterns > 0 && !cost_units(batch->records[items[i].record].cost,
+                                                   &s->costs[i].units, &s->costs[i].scale))
+            return 0;
+    }
+    return 1;
+}
+
 int pd__sums_build(pd__sums_t *s, const pd_batch_t *batch, const pd_store_item_t *items,
                    size_t n_items, const char *chars)
 {
+    int rc = convert_costs(s, batch, items, n_items);
+    if (rc <= 0)
+        return rc;
     long n = sort_occurrences(s, items, n_items);
     if (n < 0)
         return (int)n;
@@ -217,11 +244,10 @@ int pd__sums_build(pd__sums_t *s, const pd_batch_t *batch, const pd_store_item_t
         run_t run = {0};
         long j = i;
         for (; j < n; j++) {
-            const pd_store_item_t *it = &items[s->occs[j].item];
-            if (strcmp(it->patterns[s->occs[j].pattern], sig) != 0)
+            size_t item = s->occs[j].item;
+            if (strcmp(items[item].patterns[s->occs[j].pattern], sig) != 0)
                 break;
-            if (!add_to_run(&run, &batch->records[it->record]))
-                return 0;
+            add_to_run(&run, &batch->records[items[item].record], &s->costs[item]);
         }
         emit_run(s, sig, &run, chars + first->chars_off, first->chars_len);
         i = j;
@@ -238,4 +264,5 @@ void pd__sums_close(pd__sums_t *s)
     for (int c = 0; c < S_COUNT; c++)
         pd_pgarray_close(&s->col[c]);
     free(s->occs);
+    free(s->costs);
 }

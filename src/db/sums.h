@@ -48,6 +48,8 @@ typedef struct pd__sums {
     pd_pgarray_t col[S_COUNT];
     struct pd__occurrence *occs; /* scratch: the batch's occurrences, sorted */
     size_t occs_cap;
+    struct pd__cost *costs; /* scratch: each item's cost, converted for summing */
+    size_t costs_cap;
 } pd__sums_t;
 
 /*
