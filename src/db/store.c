@@ -59,6 +59,7 @@
 
 #include "pd/buf.h"
 #include "pd/db.h"
+#include "pd/hold.h"
 #include "pd/pgarray.h"
 #include "sums.h"
 
@@ -229,7 +230,8 @@ struct pd_store {
     bool sums_ready;          /* sums hold this batch's (its costs could be summed in C) */
     bool stats_ready;         /* in[A_TOKENS..A_ORD] hold this batch's */
     int dedup_left;           /* batches still to write with SQL_WRITE_DEDUP */
-    bool in_doubt; /* an attempt of this batch lost its connection: it may have committed */
+    bool in_doubt;    /* an attempt of this batch lost its connection: it may have committed */
+    bool passed_hold; /* this batch went by the test-only pause point (pd/hold.h) */
 };
 
 int pd_store_create(const pd_store_config_t *cfg, pd_store_t **out)
@@ -592,6 +594,10 @@ static int attempt(pd_store_t *s, pd_batch_t *batch, pd_error_t *err)
     }
     if (!plain && s->dedup_left > 0)
         s->dedup_left--;
+    if (!s->passed_hold) {
+        s->passed_hold = true;
+        pd_hold_batch();
+    }
 
     if (s->in_doubt && claimed == 0) {
         /*
@@ -640,6 +646,7 @@ int pd_store_write(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items,
 
     batch->attempts = 0;
     store->in_doubt = false;
+    store->passed_hold = false;
     while (rc == PD_OK) {
         batch->attempts++;
         rc = attempt(store, batch, &err);

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REQUIRE(cond, ...)                                                                         \
@@ -387,4 +389,77 @@ char *pdt_records_file(const char *prefix, int count)
     pdt_write_file(path, buf, len);
     free(buf);
     return path;
+}
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void pdt_poll_until(int (*cond)(void *arg), void *arg, double deadline_s, const char *what)
+{
+    double t0 = monotonic_s();
+    const struct timespec tick = {.tv_nsec = 10 * 1000 * 1000};
+    while (!cond(arg)) {
+        REQUIRE(monotonic_s() - t0 < deadline_s, "still waiting after %.0f s for %s", deadline_s,
+                what);
+        nanosleep(&tick, NULL); /* a poll: the deadline above ends it */
+    }
+}
+
+char *pdt_hold_dir(void)
+{
+    char *dir = strdup("/tmp/pdt-hold-XXXXXX");
+    REQUIRE(mkdtemp(dir) != NULL, "mkdtemp failed");
+    return dir;
+}
+
+static void hold_path(char *out, size_t size, const char *dir, const char *what, long n)
+{
+    snprintf(out, size, "%s/%s-%ld", dir, what, n);
+}
+
+int pdt_hold_is_held(const char *dir, long n)
+{
+    char path[4096];
+    hold_path(path, sizeof(path), dir, "held", n);
+    return access(path, F_OK) == 0;
+}
+
+typedef struct hold_arg {
+    const char *dir;
+    long n;
+} hold_arg_t;
+
+static int held(void *arg)
+{
+    const hold_arg_t *h = arg;
+    return pdt_hold_is_held(h->dir, h->n);
+}
+
+void pdt_hold_wait(const char *dir, long n)
+{
+    hold_arg_t h = {dir, n};
+    char what[64];
+    snprintf(what, sizeof(what), "batch %ld to be held", n);
+    pdt_poll_until(held, &h, 120, what);
+}
+
+void pdt_hold_release(const char *dir, long n)
+{
+    char path[4096];
+    hold_path(path, sizeof(path), dir, "release", n);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL, "cannot create %s", path);
+    fclose(f);
+}
+
+void pdt_hold_remove(char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    REQUIRE(system(cmd) == 0, "%s failed", cmd);
+    free(dir);
 }

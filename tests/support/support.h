@@ -110,4 +110,25 @@ char *pdt_create_key(const char *url, const char *tenant);
  */
 char *pdt_records_file(const char *prefix, int count);
 
+/*
+ * Polls cond(arg) every 10 ms until it holds; fails the test with `what` if
+ * it has not held after deadline_s seconds.  The deadline only turns a hang
+ * into a failure: no test relies on how soon cond holds.
+ */
+void pdt_poll_until(int (*cond)(void *arg), void *arg, double deadline_s, const char *what);
+
+/*
+ * The test-only pause point of the store (include/pd/hold.h).  pdt_hold_dir()
+ * makes a new directory for PATTERND_HOLD_DIR (malloc'd; pdt_hold_remove()
+ * removes it and frees it).  pdt_hold_wait() waits (deadline 120 s) until
+ * batch n of the process is held, i.e. inside its transaction before COMMIT;
+ * pdt_hold_release() lets it go on.  pdt_hold_is_held() says whether batch
+ * n is held now.
+ */
+char *pdt_hold_dir(void);
+void pdt_hold_wait(const char *dir, long n);
+int pdt_hold_is_held(const char *dir, long n);
+void pdt_hold_release(const char *dir, long n);
+void pdt_hold_remove(char *dir);
+
 #endif
