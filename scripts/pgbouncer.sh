@@ -85,6 +85,8 @@ max_db_connections = 0
 server_lifetime = 3600
 server_idle_timeout = 600
 query_wait_timeout = 120
+; after a failed server login (the server restarting), try again within a second, not 15
+server_login_retry = 1
 log_connections = 0
 log_disconnections = 0
 EOF

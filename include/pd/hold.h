@@ -9,8 +9,9 @@
  *
  * The store calls pd_hold_batch() once per batch, inside its transaction,
  * after the write statement and before COMMIT (the batch's rows are written
- * and its locks taken, nothing is committed).  The Nth batch of the process
- * (counted from 1, a retried batch counts once) whose N is listed creates
+ * and its locks taken, nothing is committed).  The batches are counted from
+ * 1 as they first reach that point (a retried batch counts once, a batch
+ * whose write never succeeds not at all); the Nth whose N is listed creates
  * the file DIR/held-N and waits until DIR/release-N exists; then it removes
  * both and goes on.  PATTERND_HOLD_BATCHES=all holds every batch.  Any
  * thread; the batch count is shared by every writer of the process.

@@ -27,6 +27,45 @@ double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+void serve_poll_until(int (*cond)(void *arg), void *arg, const char *what)
+{
+    double t0 = now_s();
+    const struct timespec tick = {.tv_nsec = 10 * 1000 * 1000};
+    while (!cond(arg)) {
+        cr_assert_lt(now_s() - t0, SERVE_HANG_GUARD_S, "still waiting after %d s for %s",
+                     SERVE_HANG_GUARD_S, what);
+        nanosleep(&tick, NULL); /* a poll: the deadline above ends it */
+    }
+}
+
+typedef struct held_batch {
+    const char *dir;
+    long n;
+} held_batch_t;
+
+static int batch_held(void *arg)
+{
+    const held_batch_t *h = arg;
+    return pdt_hold_is_held(h->dir, h->n);
+}
+
+const char *serve_hold(const char *batches)
+{
+    cr_assert_null(env.hold_dir, "one hold directory per test");
+    env.hold_dir = pdt_hold_dir();
+    cr_assert_eq(setenv("PATTERND_HOLD_DIR", env.hold_dir, 1), 0);
+    cr_assert_eq(setenv("PATTERND_HOLD_BATCHES", batches, 1), 0);
+    return env.hold_dir;
+}
+
+void serve_hold_wait(const char *dir, long n)
+{
+    held_batch_t h = {dir, n};
+    char what[64];
+    snprintf(what, sizeof(what), "batch %ld to be held", n);
+    serve_poll_until(batch_held, &h, what);
+}
+
 /*
  * Starts one more `patternd serve --db <env.svc> --listen 127.0.0.1:0
  * <extra_args...>` (a NULL-terminated list, or NULL) and waits for the port
@@ -87,13 +126,49 @@ const serve_env_t *serve_up(const char *const *extra_args)
     return &env;
 }
 
+/* A child process to reap: its pid, and its status once it has exited. */
+typedef struct reap {
+    pid_t pid;
+    int status;
+} reap_t;
+
+static int exited(void *arg)
+{
+    reap_t *r = arg;
+    pid_t got = waitpid(r->pid, &r->status, WNOHANG);
+    cr_assert_geq(got, 0, "waitpid %d failed", (int)r->pid);
+    return got == r->pid;
+}
+
 /* Waits for a server that was told to stop; returns waitpid's status. */
 int server_wait(server_t *s)
 {
-    int status;
-    cr_assert_eq(waitpid(s->pid, &status, 0), s->pid);
+    reap_t r = {.pid = s->pid};
+    serve_poll_until(exited, &r, "the server to exit");
     s->pid = 0;
-    return status;
+    return r.status;
+}
+
+typedef struct log_needle {
+    const server_t *s;
+    const char *needle;
+} log_needle_t;
+
+static int log_holds(void *arg)
+{
+    const log_needle_t *l = arg;
+    char *log = pdt_read_file(l->s->log, NULL);
+    int found = log != NULL && strstr(log, l->needle) != NULL;
+    free(log);
+    return found;
+}
+
+void server_log_wait(const server_t *s, const char *needle)
+{
+    log_needle_t l = {s, needle};
+    char what[160];
+    snprintf(what, sizeof(what), "the server's log to say \"%.100s\"", needle);
+    serve_poll_until(log_holds, &l, what);
 }
 
 /* Keeps path (malloc'd) until serve_down and returns it. */
@@ -127,19 +202,32 @@ const char *records_file(const char *prefix, int count)
  */
 void serve_release(void)
 {
+    for (int i = 0; i < env.n_pending; i++) {
+        pending_http_t *p = &env.pending[i];
+        if (!p->reaped) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, NULL, 0);
+        }
+        unlink(p->out);
+        unlink(p->hdr);
+        unlink(p->code);
+    }
     for (int i = 0; i < env.n_servers; i++) {
         server_t *s = &env.servers[i];
         if (s->pid > 0) {
             kill(s->pid, SIGKILL);
             waitpid(s->pid, NULL, 0);
         }
-        unlink(s->log);
+        if (getenv("PDT_KEEP_LOGS") == NULL) /* set it to read the servers' logs after a run */
+            unlink(s->log);
     }
     for (size_t i = 0; i < env.n_temps; i++) {
         unlink(env.temps[i]);
         free(env.temps[i]);
     }
     free(env.temps);
+    if (env.hold_dir != NULL)
+        pdt_hold_remove(env.hold_dir);
     free(env.key);
     free(env.svc);
     free(env.url);
@@ -173,8 +261,9 @@ char *http_with(const server_t *s, const char *method, const char *path, const c
     snprintf(out, sizeof(out), "/tmp/pdt-out-%d-%ld", (int)getpid(), random());
     snprintf(hdr, sizeof(hdr), "/tmp/pdt-hdr-%d-%ld", (int)getpid(), random());
     char cmd[8192];
-    int n = snprintf(cmd, sizeof(cmd), "curl -s -S -X %s -o '%s' -D '%s' -w '%%{http_code}'",
-                     method, out, hdr);
+    int n = snprintf(cmd, sizeof(cmd),
+                     "curl -s -S --max-time %d -X %s -o '%s' -D '%s' -w '%%{http_code}'",
+                     SERVE_HANG_GUARD_S, method, out, hdr);
     if (key != NULL)
         n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " -H 'Authorization: Bearer %s'", key);
     if (content_type != NULL)
@@ -205,6 +294,79 @@ char *http(const server_t *s, const char *method, const char *path, const char *
     return http_with(s, method, path, key, content_type, body_file, NULL, status, headers);
 }
 
+pending_http_t *http_start(const server_t *s, const char *method, const char *path, const char *key,
+                           const char *body_file)
+{
+    cr_assert_lt(env.n_pending, MAX_PENDING);
+    pending_http_t *p = &env.pending[env.n_pending++];
+    *p = (pending_http_t){0};
+    long tag = random();
+    snprintf(p->out, sizeof(p->out), "/tmp/pdt-bg-out-%d-%ld", (int)getpid(), tag);
+    snprintf(p->hdr, sizeof(p->hdr), "/tmp/pdt-bg-hdr-%d-%ld", (int)getpid(), tag);
+    snprintf(p->code, sizeof(p->code), "/tmp/pdt-bg-code-%d-%ld", (int)getpid(), tag);
+    char auth[1024], data[4200], url[2200];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key != NULL ? key : "");
+    snprintf(data, sizeof(data), "@%s", body_file != NULL ? body_file : "");
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
+    const char *argv[20] = {"curl", "-s", "-S",   "-X", method,        "-o",
+                            p->out, "-D", p->hdr, "-w", "%{http_code}"};
+    int n = 11;
+    if (key != NULL) {
+        argv[n++] = "-H";
+        argv[n++] = auth;
+    }
+    if (body_file != NULL) {
+        argv[n++] = "--data-binary";
+        argv[n++] = data;
+    }
+    argv[n++] = url;
+    argv[n] = NULL;
+    p->pid = fork();
+    cr_assert_geq(p->pid, 0);
+    if (p->pid == 0) {
+        int code = open(p->code, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (code < 0 || dup2(code, STDOUT_FILENO) < 0)
+            _exit(127);
+        execvp("curl", (char *const *)argv);
+        _exit(127);
+    }
+    return p;
+}
+
+bool http_done(pending_http_t *p)
+{
+    if (!p->reaped) {
+        reap_t r = {.pid = p->pid};
+        if (exited(&r)) {
+            p->reaped = true;
+            p->wait_status = r.status;
+        }
+    }
+    return p->reaped;
+}
+
+static int pending_done(void *arg)
+{
+    return http_done(arg);
+}
+
+char *http_finish(pending_http_t *p, int *status, char **headers)
+{
+    serve_poll_until(pending_done, p, "a background request to end");
+    cr_assert(WIFEXITED(p->wait_status) && WEXITSTATUS(p->wait_status) == 0,
+              "curl failed (status %d)", p->wait_status);
+    char *code = pdt_read_file(p->code, NULL);
+    cr_assert_not_null(code);
+    *status = atoi(code);
+    free(code);
+    char *body = pdt_read_file(p->out, NULL);
+    if (body == NULL)
+        body = strdup("");
+    if (headers != NULL)
+        *headers = pdt_read_file(p->hdr, NULL);
+    return body;
+}
+
 long json_long(const char *json, const char *key)
 {
     json_error_t jerr;
@@ -218,7 +380,7 @@ long json_long(const char *json, const char *key)
 }
 
 /* A raw TCP exchange: sends data (may be NULL), then reads until the peer closes or timeout. */
-char *raw_exchange(int port, const char *data, size_t len, double timeout_s, double *closed_after)
+char *raw_exchange(int port, const char *data, size_t len, double timeout_s, bool *closed)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -229,6 +391,7 @@ char *raw_exchange(int port, const char *data, size_t len, double timeout_s, dou
         cr_assert_eq(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
     size_t cap = 1 << 16, got = 0;
     char *buf = malloc(cap);
+    bool peer_closed = false;
     for (;;) {
         double left = timeout_s - (now_s() - t0);
         if (left <= 0)
@@ -237,14 +400,16 @@ char *raw_exchange(int port, const char *data, size_t len, double timeout_s, dou
         if (poll(&p, 1, (int)(left * 1000) + 1) <= 0)
             break;
         ssize_t n = recv(fd, buf + got, cap - got - 1, 0);
-        if (n <= 0)
-            break; /* closed (or reset) */
+        if (n <= 0) {
+            peer_closed = true; /* closed (or reset) */
+            break;
+        }
         got += (size_t)n;
         if (cap - got < 1024)
             buf = realloc(buf, cap *= 2);
     }
-    if (closed_after)
-        *closed_after = now_s() - t0;
+    if (closed)
+        *closed = peer_closed;
     buf[got] = '\0';
     close(fd);
     return buf;
