@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What a hostile or noisy tenant can do to `patternd serve`, measured on
-# loopback against a throwaway PostgreSQL (issue 9).
+# What a hostile or noisy client can do to `patternd serve`, measured on
+# loopback against a throwaway PostgreSQL.
 #
 #   bench/abuse.sh [--duration S] [--workers N]
 #
@@ -18,8 +18,13 @@
 #  2. fairness: a quiet tenant posts 100 records every 100 ms alone, then
 #     beside a hog tenant with 16 clients posting 1,000-record batches flat
 #     out (retrying refusals after 200 ms): the quiet tenant's p50/p99 in
-#     both, its refusals, and how many of the hog's requests got 200 or 429.
-# Prints a markdown table and the commands.
+#     both, its refusals, and how many of the hog's requests got 200 or 429;
+#  3. bad keys: 48 connections read /v1/patterns flat out with bad keys
+#     (in turn a stale one, a real key id with a wrong secret, and a made-up
+#     one) while a tenant reads with its valid key 10 times a second, all
+#     from 127.0.0.1: the valid reader's p50/p99 and refusals, the
+#     attackers' 401s and 429s.
+# Prints markdown tables and the commands.
 set -euo pipefail
 
 usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -80,6 +85,22 @@ hog=$(cat "$tmp/hog.out")
 echo "abuse.sh: shared: $shared" >&2
 echo "abuse.sh: hog: $hog" >&2
 
+# 3. Bad keys from the address of a valid reader.
+echo "abuse.sh: bad keys beside a valid reader" >&2
+quiet_key=$(cut -d' ' -f2 "$tmp/quiet.keys")
+{ echo "x ${quiet_key%~*}~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+  echo "x pdk_tenant-01~0123456789abcdef~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; } >"$tmp/bad.keys"
+$bin/pd_load --port "$port" --keys "$tmp/bad.keys" --get /v1/patterns --connections 48 \
+  --duration $((duration + 6)) --warmup 3 >"$tmp/bad.out" &
+bad_pid=$!
+sleep 3
+reader=$($bin/pd_load --port "$port" --keys "$tmp/quiet.keys" --get /v1/patterns --rate 10 \
+  --connections 2 --duration "$duration" --warmup 3)
+wait "$bad_pid"
+bad=$(cat "$tmp/bad.out")
+echo "abuse.sh: reader: $reader" >&2
+echo "abuse.sh: bad keys: $bad" >&2
+
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_pid=""
 
 echo
@@ -97,6 +118,14 @@ h200=$(json_num status_200 "$hog"); h429=$(json_num status_429 "$hog")
 echo
 awk -v a="$h200" -v b="$h429" -v r="$(json_num records_per_s "$hog")" 'BEGIN {
   printf "hog (16 clients, 1,000-record batches): %d answered 200, %d refused with 429 (%.0f%% of its attempts), %.0f records/s committed\n", a, b, 100 * b / (a + b), r }'
+echo
+echo "| from 127.0.0.1 | p50 ms | p99 ms | max ms | 200 | 401 | 429 | 503 |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for row in "valid key, 10 reads/s:$reader" "48 connections of bad keys:$bad"; do
+  j=${row#*:}
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${row%%:*}" "$(json_num p50_ms "$j")" "$(json_num p99_ms "$j")" \
+    "$(json_num max_ms "$j")" "$(json_num status_200 "$j")" "$(json_num status_401 "$j")" "$(json_num status_429 "$j")" "$(json_num status_503 "$j")"
+done
 echo
 echo "Command: \`bench/abuse.sh --duration $duration --workers $workers\`"
 echo "serve: \`patternd serve --workers $workers\` (every other setting its default) as a member of patternd_service"

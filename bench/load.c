@@ -4,6 +4,7 @@
  *   pd_load --port P --keys FILE --input FILE [--batch N] [--connections C]
  *           [--rate R] [--duration S] [--warmup S] [--retry-refused MS]
  *   pd_load --port P --keys FILE --flood BYTES [--connections C]
+ *   pd_load --port P --keys FILE --get PATH [--connections C] [--rate R] ...
  *
  * Reads NDJSON records (from pd_gen) and turns them, tenant by tenant, into
  * POST /v1/workflows bodies of --batch records, each with its tenant's key
@@ -21,6 +22,9 @@
  * with the first key, whose body is BYTES bytes of "1\n" (a bad record a
  * line), as fast as the server takes it, and stops sending once the answer
  * arrives; it prints the statuses and the largest answer.
+ * With --get PATH it reads instead: GET PATH requests, each key of --keys
+ * in turn (a key file may hold made-up or stale keys: an attacker's), as
+ * many as --duration allows.
  * With --retry-refused MS a request refused with 429 or 503 is counted and
  * sent again MS milliseconds later (as a client honouring Retry-After
  * would), its latency still counted from its first due time.
@@ -62,6 +66,7 @@ typedef struct tenant {
 
 static request_t *requests;
 static size_t n_requests, cap_requests;
+static size_t total_requests; /* requests to send: requests[k % n_requests] is the kth */
 static tenant_t tenants[256];
 static int n_tenants;
 static int port = 0, batch = 1000, connections = 8;
@@ -73,9 +78,10 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t next_request;
 static double start;
 static double *latencies; /* ms, measured requests only */
+static size_t latency_cap;
 static size_t n_latencies;
-static long measured_records, status_200, status_207, status_429, status_503, status_other,
-    failures;
+static long measured_records, status_200, status_207, status_401, status_429, status_503,
+    status_other, failures;
 static double first_measured = -1, last_measured;
 
 static double now(void)
@@ -244,7 +250,7 @@ static void *connection_main(void *arg)
         pthread_mutex_lock(&lock);
         size_t k = next_request++;
         pthread_mutex_unlock(&lock);
-        if (k >= n_requests)
+        if (k >= total_requests)
             break;
         double due = rate > 0 ? start + (double)k / rate : now();
         if (due - start > duration)
@@ -259,7 +265,7 @@ static void *connection_main(void *arg)
         int status;
         double done;
         for (;;) {
-            status = exchange(fd, &requests[k], &acknowledged, buf, cap);
+            status = exchange(fd, &requests[k % n_requests], &acknowledged, buf, cap);
             done = now();
             /* A refusal before the body was read ends the connection: open the next one now. */
             if (status < 0 || strcasestr(buf, "Connection: close") != NULL) {
@@ -286,12 +292,15 @@ static void *connection_main(void *arg)
             if (first_measured < 0)
                 first_measured = due;
             last_measured = done;
-            latencies[n_latencies++] = (done - due) * 1000;
+            if (n_latencies < latency_cap)
+                latencies[n_latencies++] = (done - due) * 1000;
             measured_records += acknowledged;
             if (status == 200)
                 status_200++;
             else if (status == 207)
                 status_207++;
+            else if (status == 401)
+                status_401++;
             else if (status == 429)
                 status_429++;
             else if (status == 503)
@@ -368,6 +377,23 @@ static int run_flood(void)
     return 0;
 }
 
+/* --get: one GET request per key, sent in turn. */
+static void build_gets(const char *path)
+{
+    requests = calloc((size_t)n_tenants, sizeof(*requests));
+    if (requests == NULL)
+        die("calloc");
+    for (int i = 0; i < n_tenants; i++) {
+        char head[1024];
+        int n = snprintf(head, sizeof(head),
+                         "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
+                         path, tenants[i].key);
+        requests[i] = (request_t){.data = strdup(head), .len = (size_t)n};
+    }
+    n_requests = (size_t)n_tenants;
+    total_requests = (size_t)100 * 1000 * 1000;
+}
+
 static int compare_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -384,7 +410,7 @@ static double quantile(double q)
 
 int main(int argc, char **argv)
 {
-    const char *keys = NULL, *input = NULL;
+    const char *keys = NULL, *input = NULL, *get = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) {
@@ -411,6 +437,8 @@ int main(int argc, char **argv)
             retry_refused_ms = atof(v);
         else if (strcmp(a, "--flood") == 0)
             flood = atof(v);
+        else if (strcmp(a, "--get") == 0)
+            get = v;
         else {
             fprintf(stderr, "pd_load: unknown option %s\n", a);
             return 2;
@@ -421,35 +449,48 @@ int main(int argc, char **argv)
         load_keys(keys);
         return n_tenants > 0 ? run_flood() : 2;
     }
-    if (port <= 0 || keys == NULL || input == NULL || batch < 1 || connections < 1 ||
-        connections > 1024 || duration <= warmup) {
+    if (port <= 0 || keys == NULL || (input == NULL) == (get == NULL) || batch < 1 ||
+        connections < 1 || connections > 1024 || duration <= warmup) {
         fprintf(stderr, "usage: pd_load --port P --keys FILE --input FILE [--batch N] "
                         "[--connections C] [--rate R] [--duration S] [--warmup S] "
-                        "[--retry-refused MS] [--flood BYTES]\n");
+                        "[--retry-refused MS] [--flood BYTES] [--get PATH]\n");
         return 2;
     }
     load_keys(keys);
-    load_input(input);
-    latencies = malloc((n_requests + 1) * sizeof(double));
+    if (n_tenants == 0) {
+        fprintf(stderr, "pd_load: no key in %s\n", keys);
+        return 2;
+    }
+    if (get != NULL) {
+        build_gets(get);
+    } else {
+        load_input(input);
+        total_requests = n_requests;
+    }
+    /* At most one latency per request, and a closed loop cannot answer faster than 1 per 10 us. */
+    size_t most =
+        total_requests < (size_t)(duration * 1e5) ? total_requests : (size_t)(duration * 1e5);
+    latency_cap = most + 1;
+    latencies = malloc(latency_cap * sizeof(double));
     pthread_t threads[1024];
     start = now();
     for (int i = 0; i < connections; i++)
         pthread_create(&threads[i], NULL, connection_main, NULL);
     for (int i = 0; i < connections; i++)
         pthread_join(threads[i], NULL);
-    if (next_request >= n_requests)
+    if (next_request >= total_requests)
         fprintf(stderr, "pd_load: warning: the input ran out before --duration\n");
     qsort(latencies, n_latencies, sizeof(double), compare_double);
     double window = last_measured - first_measured;
     printf("{\"rate_target_rps\": %.2f, \"connections\": %d, \"batch\": %d, \"requests\": %zu, "
            "\"window_s\": %.2f, \"requests_per_s\": %.2f, \"records_per_s\": %.0f, "
            "\"p50_ms\": %.1f, \"p99_ms\": %.1f, \"max_ms\": %.1f, \"status_200\": %ld, "
-           "\"status_207\": %ld, \"status_429\": %ld, \"status_503\": %ld, \"status_other\": %ld, "
-           "\"failures\": %ld}\n",
+           "\"status_207\": %ld, \"status_401\": %ld, \"status_429\": %ld, \"status_503\": %ld, "
+           "\"status_other\": %ld, \"failures\": %ld}\n",
            rate, connections, batch, n_latencies, window,
            window > 0 ? (double)n_latencies / window : 0,
            window > 0 ? (double)measured_records / window : 0, quantile(0.5), quantile(0.99),
-           n_latencies ? latencies[n_latencies - 1] : 0, status_200, status_207, status_429,
-           status_503, status_other, failures);
+           n_latencies ? latencies[n_latencies - 1] : 0, status_200, status_207, status_401,
+           status_429, status_503, status_other, failures);
     return 0;
 }

@@ -1,25 +1,34 @@
 /*
- * What keeps API key checks cheap and unfloodable: a short-lived cache of
- * keys a reader verified, and a limit on failed checks per client address.
+ * API key checks that never wait on the database per request, and a limit
+ * on failed checks per client.
  *
- * Cache: a key verified by the database is trusted for ttl_ms afterwards
- * without asking again, so a revoked key is refused at most ttl_ms after
- * its revocation (the service allows at most 5 s).  Only a keyed hash of
- * the secret is kept, compared in constant time.
+ * The key table: the service holds a copy of every key's tenant, id, salt,
+ * hash and whether it is revoked (never a secret), loaded whole from
+ * api_keys by a reader thread (pd_keys_load_all).  A key is checked against it on the
+ * loop thread: its salted hash is computed and compared in constant time
+ * (a microsecond).  So a flood of bogus keys costs the database nothing:
+ * when to reload the table is the key ring's decision (include/pd/
+ * keyring.h), bounded by time, not by traffic.
  *
- * Limit: each client address has a bucket of `failures` failed checks,
- * refilled at that many per minute; with the bucket empty, keys that are
- * not in the cache are refused with 429 before any database lookup, so a
- * flood of bogus keys cannot take the readers from real tenants.
+ * The limit: each client (its address, or behind a trusted proxy the
+ * address it forwards for) has a bucket of `failures` failed checks,
+ * refilled at that many per minute.  A failed check of a client whose
+ * bucket is empty is answered 429 instead of 401.  The limit costs only
+ * the failing client: a valid key is accepted whatever its client's bucket
+ * holds, so a stale key behind a shared address (a load balancer, a NAT)
+ * locks out no one else.
  *
- * Both tables are fixed-size (a colliding entry replaces the older one), so
- * memory does not grow with the number of keys or addresses seen.
- * Loop thread only.
+ * The bucket table is fixed-size, indexed by a keyed BLAKE2b hash
+ * (libsodium) with a per-process random key, so an attacker cannot aim
+ * collisions at a chosen client; a collision replaces the older bucket.
+ * Memory grows with the number of active keys (an operator's table), never
+ * with what clients send.  Loop thread only.
  */
 #ifndef PD_AUTH_H
 #define PD_AUTH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "pd/keys.h"
@@ -27,24 +36,34 @@
 typedef struct pd_auth pd_auth_t;
 
 typedef struct pd_auth_config {
-    uint64_t ttl_ms; /* how long a verified key is trusted; 0: never cached */
-    int failures;    /* failed checks per client address per minute (and the burst) */
+    int failures; /* failed checks per client per minute (and the burst) */
 } pd_auth_config_t;
 
-/* Returns 0 or PD_ENOMEM; release with pd_auth_destroy(). */
+typedef enum pd_auth_verdict {
+    PD_AUTH_VALID,   /* an active key of the table, and its secret matches */
+    PD_AUTH_REFUSED, /* the table has the key's tenant and id: revoked, or another secret */
+    PD_AUTH_UNKNOWN, /* not in the table: made up, or created since the table was loaded */
+} pd_auth_verdict_t;
+
+/* Returns 0 or PD_ENOMEM; release with pd_auth_destroy().  The key table starts empty. */
 int pd_auth_create(const pd_auth_config_t *cfg, pd_auth_t **out);
 void pd_auth_destroy(pd_auth_t *auth);
 
-/* True when key was verified less than ttl_ms before now_ms. */
-bool pd_auth_cached(pd_auth_t *auth, const pd_key_t *key, uint64_t now_ms);
+/*
+ * Replaces the key table with keys[0..n) (copied; any order).  Returns 0, or
+ * PD_ENOMEM with the old table kept.
+ */
+int pd_auth_replace(pd_auth_t *auth, const pd_key_entry_t *keys, size_t n);
 
-/* A reader verified key at now_ms. */
-void pd_auth_remember(pd_auth_t *auth, const pd_key_t *key, uint64_t now_ms);
+/* Keys in the table. */
+size_t pd_auth_keys(const pd_auth_t *auth);
 
-/* False when peer has used up its failed checks. */
-bool pd_auth_may_check(pd_auth_t *auth, const char *peer, uint64_t now_ms);
+pd_auth_verdict_t pd_auth_check(const pd_auth_t *auth, const pd_key_t *key);
 
-/* A check for peer failed (an unknown, revoked or forged key). */
-void pd_auth_failed(pd_auth_t *auth, const char *peer, uint64_t now_ms);
+/*
+ * A check for client failed at now_ms.  Returns true when the client had
+ * used up its failed checks: answer 429 rather than 401.
+ */
+bool pd_auth_failed(pd_auth_t *auth, const char *client, uint64_t now_ms);
 
 #endif

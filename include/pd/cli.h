@@ -41,9 +41,11 @@ bool pd_cli_count(const char *opt, const char *arg, long min, long max, long *ou
  * Connects once before a command starts its threads, so that a wrong URL
  * or a schema that is not current fails at once with a clear message.
  * With check_rls, also refuses (unless allow_bypass) a role that bypasses
- * row-level security.  Returns 0, or -1 having said why on stderr.
+ * row-level security.  Returns 0, or -1 having said why on stderr; with
+ * unreachable_ok, a database that cannot be reached is only logged as a
+ * warning, and the return is 1 (the service checks it once it answers).
  */
-int pd_cli_preflight(const char *conninfo, bool check_rls, bool allow_bypass);
+int pd_cli_preflight(const char *conninfo, bool check_rls, bool allow_bypass, bool unreachable_ok);
 
 /*
  * SIGINT and SIGTERM on the loop: cb runs on the loop thread with the

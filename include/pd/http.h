@@ -26,7 +26,7 @@
  * Content-Length says so); body bytes received by requests not yet
  * answered are capped by max_buffered across all connections (the sink
  * learns of it as 503); more than max_connections connections get 503, more
- * than max_connections_per_client from one address get 429; a request that
+ * than max_connections_per_client from one client get 429; a request that
  * does not arrive whole within read_timeout_ms of its first byte (or of the
  * handler asking for its body) gets 408; an idle keep-alive connection is
  * closed after idle_timeout_ms; a response the client does not read within
@@ -45,6 +45,7 @@
 #include <uv.h>
 
 #include "pd/error.h"
+#include "pd/proxies.h"
 
 typedef struct pd_http_server pd_http_server_t;
 typedef struct pd_http_request pd_http_request_t;
@@ -56,8 +57,15 @@ typedef struct pd_http_config {
     size_t max_buffered; /* body bytes of requests not yet answered, all connections together */
     int max_connections;
     int max_connections_per_client; /* from one client address */
-    int read_timeout_ms;            /* a request must arrive whole within this of its first byte */
-    int idle_timeout_ms;            /* a keep-alive connection waiting for its next request */
+    /*
+     * Borrowed, may be NULL: peers whose X-Forwarded-For names the client
+     * (include/pd/proxies.h).  A trusted proxy's connections are counted
+     * for the client of their current request, checked when its headers
+     * are complete, rather than for the proxy's own address.
+     */
+    const pd_proxies_t *trusted_proxies;
+    int read_timeout_ms; /* a request must arrive whole within this of its first byte */
+    int idle_timeout_ms; /* a keep-alive connection waiting for its next request */
     /* Loop thread: a request whose headers are complete; answer it once with pd_http_respond(). */
     void (*on_request)(void *ctx, pd_http_request_t *req);
     /* Loop thread, may be NULL: the server answered status itself (a limit, a bad request). */
@@ -103,8 +111,11 @@ const char *pd_http_content_type(const pd_http_request_t *req);
 /* The Content-Encoding header value, or NULL when absent. */
 const char *pd_http_content_encoding(const pd_http_request_t *req);
 
-/* The client's address as text, without the port ("127.0.0.1", "::1"). */
-const char *pd_http_peer(const pd_http_request_t *req);
+/*
+ * The client's address as text, without the port ("127.0.0.1", "::1"): the
+ * peer's, or behind a trusted proxy the one it forwards for.
+ */
+const char *pd_http_client(const pd_http_request_t *req);
 
 /* True when the request has a body (Content-Length > 0, or chunked). */
 bool pd_http_has_body(const pd_http_request_t *req);

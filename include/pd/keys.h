@@ -56,12 +56,26 @@ void pd_key_format(const pd_key_t *key, char out[PD_KEY_TEXT_MAX]);
 /* Stores a new key (a random salt and the hash of its secret, never the secret). */
 int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err);
 
+/* A key as the service holds it: no secret, only its salt and salted hash. */
+typedef struct pd_key_entry {
+    char tenant[PD_TENANT_MAX + 1];
+    char key_id[PD_KEY_ID_LEN + 1];
+    unsigned char salt[32];
+    unsigned char hash[32];
+    bool revoked;
+} pd_key_entry_t;
+
+/* True when key's secret hashes, with entry's salt, to entry's hash (compared in constant time). */
+bool pd_key_matches(const pd_key_t *key, const pd_key_entry_t *entry);
+
 /*
- * Looks the key up under its tenant.  *valid is true when a key with that
- * tenant and id exists, is not revoked, and its secret hashes to the stored
- * hash.  Returns 0 (whatever *valid) or a database error.
+ * Every key of every tenant, revoked ones marked, in one statement; the
+ * service's role may read them all (migrations/0006).  On success *keys is
+ * a new array of *n entries, released with pd_keys_entries_free() (which
+ * wipes it); on failure *keys is NULL.
  */
-int pd_keys_verify(pd_db_t *db, const pd_key_t *key, bool *valid, pd_error_t *err);
+int pd_keys_load_all(pd_db_t *db, pd_key_entry_t **keys, size_t *n, pd_error_t *err);
+void pd_keys_entries_free(pd_key_entry_t *keys, size_t n);
 
 /*
  * Revokes the key key_id, of tenant when tenant is not NULL (required when

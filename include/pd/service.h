@@ -3,8 +3,9 @@
  * request in flight (a call), shared by the stages of a request:
  *
  *   http/server.c   loop thread: connections, parsing, limits
- *   http/router.c   loop thread: route, authenticate (through a reader)
- *   worker/reader.c reader threads: key lookups, pattern reads, readiness
+ *   http/router.c   loop thread: route, authenticate
+ *   http/keyring.c  loop thread: the key table, reloaded by a reader
+ *   worker/reader.c reader threads: key table loads, pattern reads, readiness
  *   http/ingest.c   loop thread: body -> one batch of the key's tenant
  *   worker/writer.c writer threads: detect, then store, in one transaction
  *   http/answers.c  loop thread: the JSON answers and the metrics they count
@@ -24,6 +25,7 @@
 #include "pd/auth.h"
 #include "pd/batch.h"
 #include "pd/http.h"
+#include "pd/keyring.h"
 #include "pd/keys.h"
 #include "pd/metrics.h"
 #include "pd/pool.h"
@@ -40,30 +42,48 @@ typedef struct pd_service {
     pd_pool_t *writers, *readers;
     pd_metrics_t *metrics;
     pd_admission_t *admission; /* POST requests in flight, in all and per tenant */
-    pd_auth_t *auth;           /* verified keys, failed checks per address */
+    pd_keyring_t keyring;      /* the key table, its reloads, and requests waiting for one */
     const char *conninfo;
     size_t queue;       /* the writers' queue bound, for the metrics */
     size_t max_record;  /* longest record accepted */
     size_t max_records; /* records in one request */
     size_t max_body;    /* bytes of one body, after decompression */
     bool draining;
+    /*
+     * The database was reached, its schema is current and the role does not
+     * bypass row-level security (or --allow-rls-bypass).  Checked once before
+     * serving; when the database could not be reached at start, the key
+     * ring's loads check it until it answers, and until then /readyz and
+     * /v1 requests get 503.
+     */
+    bool db_checked;
+    bool allow_bypass;
+    /*
+     * Readers (uv_hrtime in ms): until when a failed connect makes a reader
+     * without a connection answer at once, and when one last connected.
+     */
+    _Atomic uint64_t db_down_until_ms, db_up_at_ms;
 } pd_service_t;
 
-typedef enum pd_read_kind { PD_READ_AUTH, PD_READ_PATTERNS, PD_READ_READY } pd_read_kind_t;
+typedef enum pd_read_kind { PD_READ_KEYS, PD_READ_PATTERNS, PD_READ_READY } pd_read_kind_t;
 
-/* A reader's job: the loop thread fills the inputs, a reader thread the outputs. */
+/*
+ * A reader's job: the loop thread fills the inputs, a reader thread the
+ * outputs.  PD_READ_KEYS is the key ring's own job (not a call's).
+ */
 typedef struct pd_read_job {
     pd_job_t job; /* first: the pool's link */
     pd_read_kind_t kind;
-    pd_key_t key;
-    bool verified; /* the key was found in the cache: only read */
+    pd_key_t key; /* PD_READ_PATTERNS: the request's key, checked on the loop thread */
     long top;
+    bool check_db; /* PD_READ_KEYS: check what db_checked says first */
     /* Outputs. */
     int rc;
-    bool valid; /* the key */
     bool ready;
     char *body; /* PD_READ_PATTERNS: the JSON answer, malloc'd */
     size_t len;
+    pd_key_entry_t *keys; /* PD_READ_KEYS: every key (pd_keys_load_all) */
+    size_t n_keys;
     pd_error_t err;
 } pd_read_job_t;
 
@@ -84,6 +104,10 @@ typedef struct pd_call {
     pd_http_request_t *req;
     const char *route; /* a metric label (static storage) */
     uint64_t started_ns;
+    /* Waiting for the key table to be reloaded (http/keyring.c). */
+    struct pd_call *next_waiting;
+    uint64_t wait_after;                   /* resolved by a load started after this many */
+    void (*authorized)(struct pd_call *c); /* what follows a valid key */
     /* POST /v1/workflows */
     bool admitted; /* holds a place in sv->admission */
     pd_upload_t *upload;

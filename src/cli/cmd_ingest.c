@@ -287,7 +287,7 @@ int pd_cmd_ingest(int argc, char **argv)
 
     pd_error_t err;
     if (!inputs_readable(paths, n_paths) ||
-        pd_cli_preflight(in.writer_cfg.store.conninfo, false, false))
+        pd_cli_preflight(in.writer_cfg.store.conninfo, false, false, false))
         return PD_EXIT_FAIL;
     if (pd_rejects_open(in.opt.rejects, in.tty, &in.rejects, &err) < 0) {
         pd_cli_fail("%s", err.message);

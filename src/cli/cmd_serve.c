@@ -21,6 +21,7 @@
 #include "pd/db.h"
 #include "pd/log.h"
 #include "pd/options.h"
+#include "pd/proxies.h"
 #include "pd/service.h"
 #include "pd/store.h"
 #include "pd/writer.h"
@@ -42,6 +43,7 @@ typedef struct serve_options {
     int max_connections, max_per_client;
     double tenant_share;
     int key_cache_seconds, auth_failures;
+    pd_proxies_t trusted_proxies;
     int read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
     bool async_commit, allow_bypass;
     int retry_seconds;
@@ -91,6 +93,15 @@ static bool parse_share(const pd_option_t *opt, const char *arg, void *dst)
     return false;
 }
 
+static bool parse_proxies(const pd_option_t *opt, const char *arg, void *dst)
+{
+    pd_error_t err;
+    if (pd_proxies_parse(arg, dst, &err) == 0)
+        return true;
+    pd_cli_fail("--%s: %s", opt->name, err.message);
+    return false;
+}
+
 static bool parse_level(const pd_option_t *opt, const char *arg, void *dst)
 {
     if (pd_log_parse_level(arg, dst) == 0)
@@ -135,11 +146,18 @@ static const pd_option_t OPTIONS[] = {
      "at once; its requests past it get 429",
      0, 0},
     {"key-cache-seconds", "S", pd_opt_int, OPT(key_cache_seconds), "2",
-     "trust a verified API key this long (0 to 5): a revoked key\n"
-     "is refused at most S seconds later",
-     0, 5},
+     "reload the table of active API keys every S seconds (1 to 5):\n"
+     "a revoked key is refused about S seconds later at most",
+     1, 5},
     {"max-auth-failures", "N", pd_opt_int, OPT(auth_failures), "30",
-     "failed key checks per client address per minute (429 past it)", 1, 1000000},
+     "failed key checks per client per minute; that client's\n"
+     "failures past it get 429 (valid keys are never refused)",
+     1, 1000000},
+    {"trusted-proxies", "CIDR[,CIDR...]", parse_proxies, OPT(trusted_proxies), NULL,
+     "peers whose X-Forwarded-For names the client that the\n"
+     "per-client limits count (default: none; the header of any\n"
+     "other peer is ignored)",
+     0, 0},
     {"read-timeout", "S", pd_opt_seconds_ms, OPT(read_timeout_ms), "30",
      "a request must arrive whole within S seconds", 0, 86400},
     {"idle-timeout", "S", pd_opt_seconds_ms, OPT(idle_timeout_ms), "60",
@@ -209,6 +227,7 @@ static void on_drained(void *ctx)
 {
     serve_t *s = (serve_t *)((char *)ctx - offsetof(serve_t, sv));
     pd_log(PD_LOG_INFO, "loop", "every request answered; stopping the workers");
+    pd_keyring_close(&s->sv.keyring);
     pd_pool_close(s->sv.writers, on_writers_closed);
 }
 
@@ -275,6 +294,17 @@ static int start_pools(serve_t *s)
     return 0;
 }
 
+/* Starts the key ring (its first load); on failure closes the pools. */
+static int start_keyring(serve_t *s, uint64_t refresh_ms, const pd_auth_config_t *auth)
+{
+    if (pd_keyring_init(&s->sv.keyring, &s->sv, refresh_ms, auth) == 0)
+        return 0;
+    pd_cli_fail("out of memory");
+    pd_pool_close(s->sv.writers, on_writers_closed); /* closes the readers too */
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    return -1;
+}
+
 /* The operator's metrics address, when --metrics-listen names one. */
 static int start_metrics_http(serve_t *s, pd_error_t *err)
 {
@@ -306,6 +336,7 @@ static int start_http(serve_t *s)
         .max_buffered = s->opt.max_buffered,
         .max_connections = s->opt.max_connections,
         .max_connections_per_client = s->opt.max_per_client,
+        .trusted_proxies = &s->opt.trusted_proxies,
         .read_timeout_ms = s->opt.read_timeout_ms,
         .idle_timeout_ms = s->opt.idle_timeout_ms,
         .on_request = pd_service_on_request,
@@ -326,6 +357,7 @@ static int start_http(serve_t *s)
     if (rc < 0) {
         if (s->metrics_http != NULL)
             pd_http_server_drain(s->metrics_http, NULL);
+        pd_keyring_close(&s->sv.keyring);
         pd_pool_close(s->sv.writers, on_writers_closed); /* closes the rest too */
         uv_run(&s->loop, UV_RUN_DEFAULT);
         pd_http_server_destroy(s->metrics_http);
@@ -336,7 +368,7 @@ static int start_http(serve_t *s)
 static void release(serve_t *s)
 {
     pd_metrics_destroy(s->sv.metrics);
-    pd_auth_destroy(s->sv.auth);
+    pd_keyring_release(&s->sv.keyring);
     pd_admission_destroy(s->sv.admission);
 }
 
@@ -375,14 +407,15 @@ int pd_cmd_serve(int argc, char **argv)
         .max_records = s.opt.max_records,
         .max_body = s.opt.max_body,
     };
-    if (pd_cli_preflight(s.sv.conninfo, true, s.opt.allow_bypass) < 0)
+    int checked = pd_cli_preflight(s.sv.conninfo, true, s.opt.allow_bypass, true);
+    if (checked < 0)
         return PD_EXIT_FAIL;
+    s.sv.db_checked = checked == 0;
+    s.sv.allow_bypass = s.opt.allow_bypass;
 
     /* A client that goes away must not kill the process with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
-    pd_auth_config_t auth = {.ttl_ms = (uint64_t)s.opt.key_cache_seconds * 1000,
-                             .failures = s.opt.auth_failures};
-    if (pd_metrics_create(&s.sv.metrics) < 0 || pd_auth_create(&auth, &s.sv.auth) < 0 ||
+    if (pd_metrics_create(&s.sv.metrics) < 0 ||
         pd_admission_create(s.sv.queue + (size_t)s.opt.workers, s.opt.tenant_share,
                             &s.sv.admission) < 0 ||
         uv_loop_init(&s.loop) != 0) {
@@ -398,7 +431,10 @@ int pd_cmd_serve(int argc, char **argv)
         .log = true,
     };
     int exit_code = PD_EXIT_FAIL;
-    if (start_pools(&s) == 0 && start_http(&s) == 0) {
+    pd_auth_config_t auth = {.failures = s.opt.auth_failures};
+    if (start_pools(&s) == 0 &&
+        start_keyring(&s, (uint64_t)s.opt.key_cache_seconds * 1000, &auth) == 0 &&
+        start_http(&s) == 0) {
         announce(&s);
         uv_run(&s.loop, UV_RUN_DEFAULT);
         if (s.abandon)

@@ -68,7 +68,7 @@ static int check_rls_role(pd_db_t *db, bool allow_bypass)
     return 0;
 }
 
-int pd_cli_preflight(const char *conninfo, bool check_rls, bool allow_bypass)
+int pd_cli_preflight(const char *conninfo, bool check_rls, bool allow_bypass, bool unreachable_ok)
 {
     pd_db_t *db = NULL;
     pd_error_t err;
@@ -76,8 +76,13 @@ int pd_cli_preflight(const char *conninfo, bool check_rls, bool allow_bypass)
     size_t pending = 0;
     int rc = -1;
     pd_migration_set_builtin(&set);
-    if (pd_db_connect(conninfo, &db, &err) < 0 ||
-        pd_migrate_status(db, &set, NULL, &pending, &err) < 0) {
+    int connected = pd_db_connect(conninfo, &db, &err);
+    if (connected == PD_ECONN && unreachable_ok) {
+        pd_log(PD_LOG_WARN, "loop",
+               "%s; serving, with /readyz and /v1 answering 503 until it answers", err.message);
+        return 1;
+    }
+    if (connected < 0 || pd_migrate_status(db, &set, NULL, &pending, &err) < 0) {
         pd_cli_fail("%s", err.message);
         goto done;
     }

@@ -20,8 +20,8 @@
 
 static const char SQL_INSERT[] = "INSERT INTO api_keys (tenant_id, key_id, salt, hash)"
                                  " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'))";
-static const char SQL_LOOKUP[] = "SELECT encode(salt, 'hex'), encode(hash, 'hex') FROM api_keys"
-                                 " WHERE tenant_id = $1 AND key_id = $2 AND revoked_at IS NULL";
+static const char SQL_LOAD_ALL[] = "SELECT tenant_id, key_id, encode(salt, 'hex'),"
+                                   " encode(hash, 'hex'), revoked_at IS NOT NULL FROM api_keys";
 static const char SQL_REVOKE[] = "UPDATE api_keys SET revoked_at = now()"
                                  " WHERE ($1::text IS NULL OR tenant_id = $1) AND key_id = $2"
                                  " AND revoked_at IS NULL";
@@ -137,34 +137,64 @@ int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err)
     return pd_db_end(db, rc, err);
 }
 
-int pd_keys_verify(pd_db_t *db, const pd_key_t *key, bool *valid, pd_error_t *err)
+bool pd_key_matches(const pd_key_t *key, const pd_key_entry_t *entry)
+{
+    unsigned char hash[HASH_BYTES];
+    hash_secret(key, entry->salt, hash);
+    return sodium_memcmp(hash, entry->hash, HASH_BYTES) == 0;
+}
+
+/* Reads the hex text of column col of row i into out (exactly len bytes); false when it is not. */
+static bool hex_column(PGresult *res, int i, int col, unsigned char *out, size_t len)
+{
+    const char *hex = PQgetvalue(res, i, col);
+    size_t got = 0;
+    return sodium_hex2bin(out, len, hex, strlen(hex), NULL, &got, NULL) == 0 && got == len;
+}
+
+int pd_keys_load_all(pd_db_t *db, pd_key_entry_t **keys, size_t *n, pd_error_t *err)
 {
     PGresult *res = NULL;
-    *valid = false;
-    int rc = pd_db_begin_tenant(db, key->tenant, err);
+    *keys = NULL;
+    *n = 0;
+    int rc = pd_db_begin(db, err);
     if (rc < 0)
         return rc;
-    const char *params[] = {key->tenant, key->key_id};
-    rc = pd_db_query(db, SQL_LOOKUP, 2, params, &res, err);
-    if ((rc = pd_db_end(db, rc, err)) < 0) {
-        pd_db_result_free(res);
-        return rc;
+    rc = pd_db_query(db, SQL_LOAD_ALL, 0, NULL, &res, err);
+    if ((rc = pd_db_end(db, rc, err)) < 0)
+        goto done;
+    int rows = PQntuples(res);
+    pd_key_entry_t *out = calloc(rows > 0 ? (size_t)rows : 1, sizeof(*out));
+    if (out == NULL) {
+        rc = pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+        goto done;
     }
-    if (PQntuples(res) == 1) {
-        unsigned char salt[SALT_BYTES], stored[HASH_BYTES], hash[HASH_BYTES];
-        size_t salt_len = 0, stored_len = 0;
-        const char *salt_hex = PQgetvalue(res, 0, 0), *hash_hex = PQgetvalue(res, 0, 1);
-        if (sodium_hex2bin(salt, sizeof(salt), salt_hex, strlen(salt_hex), NULL, &salt_len, NULL) ==
-                0 &&
-            sodium_hex2bin(stored, sizeof(stored), hash_hex, strlen(hash_hex), NULL, &stored_len,
-                           NULL) == 0 &&
-            salt_len == SALT_BYTES && stored_len == HASH_BYTES) {
-            hash_secret(key, salt, hash);
-            *valid = sodium_memcmp(hash, stored, HASH_BYTES) == 0;
-        }
+    size_t kept = 0;
+    for (int i = 0; i < rows; i++) {
+        pd_key_entry_t *e = &out[kept];
+        const char *tenant = PQgetvalue(res, i, 0), *key_id = PQgetvalue(res, i, 1);
+        /* A row that no key could match (a malformed one written by hand) is left out. */
+        if (strlen(tenant) > PD_TENANT_MAX || strlen(key_id) != PD_KEY_ID_LEN ||
+            !hex_column(res, i, 2, e->salt, SALT_BYTES) ||
+            !hex_column(res, i, 3, e->hash, HASH_BYTES))
+            continue;
+        memcpy(e->tenant, tenant, strlen(tenant) + 1);
+        memcpy(e->key_id, key_id, PD_KEY_ID_LEN + 1);
+        e->revoked = strcmp(PQgetvalue(res, i, 4), "t") == 0;
+        kept++;
     }
+    *keys = out;
+    *n = kept;
+done:
     pd_db_result_free(res);
-    return PD_OK;
+    return rc;
+}
+
+void pd_keys_entries_free(pd_key_entry_t *keys, size_t n)
+{
+    if (keys != NULL)
+        sodium_memzero(keys, n * sizeof(*keys));
+    free(keys);
 }
 
 int pd_keys_revoke(pd_db_t *db, const char *tenant, const char *key_id, long *revoked,

@@ -15,6 +15,7 @@
 #include "pd/db.h"
 
 #include "pd/buf.h"
+#include "pd/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,12 +48,53 @@ const char *pd_db_conninfo(const char *flag_value)
     return env != NULL ? env : "";
 }
 
-/* libpq messages end with a newline; error messages here are single lines. */
+/*
+ * libpq messages end with a newline and may hold several lines (one per
+ * address tried); error messages here are single lines, for logs that
+ * promise one line per event: inner line breaks become "; ".
+ */
 static void chomp(char *s)
 {
     size_t n = strlen(s);
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
         s[--n] = '\0';
+    char line[PD_MESSAGE_MAX];
+    size_t out = 0;
+    for (const char *in = s; *in != '\0' && out + 2 < sizeof(line); in++) {
+        if (*in != '\n') {
+            line[out++] = *in;
+            continue;
+        }
+        while (out > 0 && line[out - 1] == ' ')
+            out--;
+        line[out++] = ';';
+        line[out++] = ' ';
+        while (in[1] == ' ' || in[1] == '\t')
+            in++;
+    }
+    line[out] = '\0';
+    memcpy(s, line, out + 1);
+}
+
+/*
+ * Seconds a connection attempt may take when neither the URL nor
+ * PGCONNECT_TIMEOUT says: without one, libpq waits for ever on an address
+ * that accepts and never answers.
+ */
+#define CONNECT_TIMEOUT_DEFAULT "10"
+
+/*
+ * Server notices ("relation ... already exists, skipping", or the FATAL that
+ * a terminated backend sends before it closes) are not a command's output:
+ * libpq would print them on stderr.  They go to the debug log.
+ */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    char line[PD_MESSAGE_MAX];
+    snprintf(line, sizeof(line), "%s", message);
+    chomp(line);
+    pd_log(PD_LOG_DEBUG, "db", "%s", line);
 }
 
 int pd_db_connect(const char *conninfo, pd_db_t **out, pd_error_t *err)
@@ -60,7 +102,16 @@ int pd_db_connect(const char *conninfo, pd_db_t **out, pd_error_t *err)
     pd_db_t *db = calloc(1, sizeof(*db));
     if (db == NULL)
         return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
-    db->conn = PQconnectdb(conninfo);
+    /*
+     * The default comes before the conninfo (expanded as "dbname"), so that a
+     * connect_timeout in the URL overrides it; with PGCONNECT_TIMEOUT set,
+     * none is passed, so that libpq reads the variable.
+     */
+    const char *timeout = getenv("PGCONNECT_TIMEOUT") == NULL ? CONNECT_TIMEOUT_DEFAULT : NULL;
+    const char *const keywords[] = {"connect_timeout", "dbname", NULL};
+    const char *const values[] = {timeout, conninfo, NULL};
+    db->conn = PQconnectdbParams(timeout != NULL ? keywords : keywords + 1,
+                                 timeout != NULL ? values : values + 1, 1);
     if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
         int rc = pd_error_set(err, PD_ECONN, 0, "", "cannot connect to PostgreSQL: %s",
                               db->conn ? PQerrorMessage(db->conn) : "out of memory");
@@ -69,6 +120,7 @@ int pd_db_connect(const char *conninfo, pd_db_t **out, pd_error_t *err)
         pd_db_destroy(db);
         return rc;
     }
+    PQsetNoticeProcessor(db->conn, on_notice, NULL);
     *out = db;
     return PD_OK;
 }

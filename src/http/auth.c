@@ -1,12 +1,10 @@
 /*
- * The verified-key cache and the per-address failure limit; see
- * include/pd/auth.h.  Loop thread.
+ * The key table and the failed-check limit; see include/pd/auth.h.  Loop
+ * thread.
  *
- * Both are open tables of fixed size indexed by a keyed BLAKE2b hash
- * (libsodium) with a per-process random key, so an attacker cannot aim
- * collisions at a chosen entry.  A collision replaces the older entry:
- * for the cache that costs one database lookup, for the limit it resets
- * one address's bucket, which a flood from one address refills at once.
+ * The table is an array sorted by (tenant, key id), searched by bisection:
+ * a check costs a few string comparisons and one keyed hash, and a reload
+ * replaces the array whole.
  */
 #include "pd/auth.h"
 
@@ -16,19 +14,11 @@
 
 #include "pd/error.h"
 
-#define CACHE_SLOTS 4096
 #define LIMIT_SLOTS 4096
 #define DIGEST 16
 
-typedef struct cached_key {
-    unsigned char id[DIGEST];     /* hash of tenant and key id */
-    unsigned char secret[DIGEST]; /* hash of the secret */
-    uint64_t verified_ms;
-    bool used;
-} cached_key_t;
-
 typedef struct bucket {
-    unsigned char peer[DIGEST];
+    unsigned char client[DIGEST];
     double tokens;
     uint64_t at_ms;
     bool used;
@@ -36,8 +26,9 @@ typedef struct bucket {
 
 struct pd_auth {
     pd_auth_config_t cfg;
+    pd_key_entry_t *keys; /* sorted by compare_entries */
+    size_t n_keys;
     unsigned char hash_key[crypto_generichash_KEYBYTES];
-    cached_key_t cache[CACHE_SLOTS];
     bucket_t buckets[LIMIT_SLOTS];
 };
 
@@ -54,64 +45,79 @@ int pd_auth_create(const pd_auth_config_t *cfg, pd_auth_t **out)
 
 void pd_auth_destroy(pd_auth_t *auth)
 {
-    if (auth != NULL)
-        sodium_memzero(auth, sizeof(*auth));
+    if (auth == NULL)
+        return;
+    if (auth->keys != NULL)
+        sodium_memzero(auth->keys, auth->n_keys * sizeof(*auth->keys));
+    free(auth->keys);
+    sodium_memzero(auth, sizeof(*auth));
     free(auth);
 }
 
-static void digest(const pd_auth_t *a, const char *s1, const char *s2, unsigned char out[DIGEST])
+static int compare_ids(const char *tenant, const char *key_id, const pd_key_entry_t *e)
 {
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, a->hash_key, sizeof(a->hash_key), DIGEST);
-    crypto_generichash_update(&st, (const unsigned char *)s1, strlen(s1) + 1);
-    if (s2 != NULL)
-        crypto_generichash_update(&st, (const unsigned char *)s2, strlen(s2) + 1);
-    crypto_generichash_final(&st, out, DIGEST);
+    int c = strcmp(tenant, e->tenant);
+    return c != 0 ? c : strcmp(key_id, e->key_id);
 }
 
-static size_t slot_of(const unsigned char d[DIGEST], size_t slots)
+static int compare_entries(const void *x, const void *y)
 {
-    uint32_t v;
-    memcpy(&v, d, sizeof(v));
-    return v % slots;
+    const pd_key_entry_t *a = x;
+    return compare_ids(a->tenant, a->key_id, y);
 }
 
-bool pd_auth_cached(pd_auth_t *auth, const pd_key_t *key, uint64_t now_ms)
+int pd_auth_replace(pd_auth_t *auth, const pd_key_entry_t *keys, size_t n)
 {
-    if (auth->cfg.ttl_ms == 0)
-        return false;
-    unsigned char id[DIGEST], secret[DIGEST];
-    digest(auth, key->tenant, key->key_id, id);
-    const cached_key_t *e = &auth->cache[slot_of(id, CACHE_SLOTS)];
-    if (!e->used || memcmp(e->id, id, DIGEST) != 0 || now_ms - e->verified_ms >= auth->cfg.ttl_ms)
-        return false;
-    digest(auth, key->secret, NULL, secret);
-    return sodium_memcmp(e->secret, secret, DIGEST) == 0;
+    pd_key_entry_t *copy = malloc((n > 0 ? n : 1) * sizeof(*copy));
+    if (copy == NULL)
+        return PD_ENOMEM;
+    if (n > 0)
+        memcpy(copy, keys, n * sizeof(*copy));
+    qsort(copy, n, sizeof(*copy), compare_entries);
+    if (auth->keys != NULL)
+        sodium_memzero(auth->keys, auth->n_keys * sizeof(*auth->keys));
+    free(auth->keys);
+    auth->keys = copy;
+    auth->n_keys = n;
+    return PD_OK;
 }
 
-void pd_auth_remember(pd_auth_t *auth, const pd_key_t *key, uint64_t now_ms)
+size_t pd_auth_keys(const pd_auth_t *auth)
 {
-    if (auth->cfg.ttl_ms == 0)
-        return;
-    unsigned char id[DIGEST];
-    digest(auth, key->tenant, key->key_id, id);
-    cached_key_t *e = &auth->cache[slot_of(id, CACHE_SLOTS)];
-    memcpy(e->id, id, DIGEST);
-    digest(auth, key->secret, NULL, e->secret);
-    e->verified_ms = now_ms;
-    e->used = true;
+    return auth->n_keys;
 }
 
-/* peer's bucket, refilled to now_ms (a new, full one when peer has none). */
-static bucket_t *bucket_of(pd_auth_t *auth, const char *peer, uint64_t now_ms)
+pd_auth_verdict_t pd_auth_check(const pd_auth_t *auth, const pd_key_t *key)
+{
+    size_t lo = 0, hi = auth->n_keys;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = compare_ids(key->tenant, key->key_id, &auth->keys[mid]);
+        if (c == 0)
+            return !auth->keys[mid].revoked && pd_key_matches(key, &auth->keys[mid])
+                       ? PD_AUTH_VALID
+                       : PD_AUTH_REFUSED;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return PD_AUTH_UNKNOWN;
+}
+
+/* client's bucket, refilled to now_ms (a new, full one when client has none). */
+static bucket_t *bucket_of(pd_auth_t *auth, const char *client, uint64_t now_ms)
 {
     unsigned char d[DIGEST];
-    digest(auth, peer, NULL, d);
-    bucket_t *b = &auth->buckets[slot_of(d, LIMIT_SLOTS)];
+    crypto_generichash(d, DIGEST, (const unsigned char *)client, strlen(client), auth->hash_key,
+                       sizeof(auth->hash_key));
+    uint32_t slot;
+    memcpy(&slot, d, sizeof(slot));
+    bucket_t *b = &auth->buckets[slot % LIMIT_SLOTS];
     double full = (double)auth->cfg.failures;
-    if (!b->used || memcmp(b->peer, d, DIGEST) != 0) {
+    if (!b->used || memcmp(b->client, d, DIGEST) != 0) {
         *b = (bucket_t){.tokens = full, .at_ms = now_ms, .used = true};
-        memcpy(b->peer, d, DIGEST);
+        memcpy(b->client, d, DIGEST);
     }
     b->tokens += full * (double)(now_ms - b->at_ms) / 60000.0;
     if (b->tokens > full)
@@ -120,13 +126,11 @@ static bucket_t *bucket_of(pd_auth_t *auth, const char *peer, uint64_t now_ms)
     return b;
 }
 
-bool pd_auth_may_check(pd_auth_t *auth, const char *peer, uint64_t now_ms)
+bool pd_auth_failed(pd_auth_t *auth, const char *client, uint64_t now_ms)
 {
-    return bucket_of(auth, peer, now_ms)->tokens >= 1.0;
-}
-
-void pd_auth_failed(pd_auth_t *auth, const char *peer, uint64_t now_ms)
-{
-    bucket_t *b = bucket_of(auth, peer, now_ms);
-    b->tokens = b->tokens >= 1.0 ? b->tokens - 1.0 : 0.0;
+    bucket_t *b = bucket_of(auth, client, now_ms);
+    if (b->tokens < 1.0)
+        return true;
+    b->tokens -= 1.0;
+    return false;
 }

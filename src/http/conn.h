@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "pd/http.h"
+#include "pd/proxies.h"
 
 #define URL_MAX 8192
 #define HEADER_VALUE_MAX 8192
@@ -46,7 +47,15 @@ typedef enum conn_state {
 } conn_state_t;
 
 /* The headers a request keeps; all others are parsed and dropped. */
-enum { H_NONE = -1, H_AUTHORIZATION, H_CONTENT_TYPE, H_CONTENT_ENCODING, H_EXPECT, H_COUNT };
+enum {
+    H_NONE = -1,
+    H_AUTHORIZATION,
+    H_CONTENT_TYPE,
+    H_CONTENT_ENCODING,
+    H_EXPECT,
+    H_FORWARDED_FOR,
+    H_COUNT
+};
 
 typedef struct conn conn_t;
 
@@ -73,7 +82,10 @@ struct conn {
     http_parser parser;
     conn_state_t state;
     pd_http_request_t req;
-    char peer[PEER_MAX]; /* the client's address, without the port */
+    char peer[PEER_MAX];   /* the peer's address, without the port */
+    char client[PEER_MAX]; /* whom the limits count it for: the peer, or (behind a trusted
+                              proxy) the client its current request is forwarded for */
+    bool proxied;          /* the peer is a trusted proxy */
 
     /* The request being parsed. */
     bool begun;        /* its first byte arrived */
@@ -124,6 +136,8 @@ void pd__http_close_conn(conn_t *c);
 void pd__http_start_reading(conn_t *c);
 void pd__http_stop_reading(conn_t *c);
 void pd__http_start_timer(conn_t *c, int ms);
+/* Connections open for c's client, c included. */
+int pd__http_client_connections(const conn_t *c);
 /* Answers a request the server refuses itself (a limit, a malformed request), and closes. */
 void pd__http_answer_error(conn_t *c, int status);
 

@@ -17,7 +17,7 @@
 #include "conn.h"
 
 static const char *const HEADER_NAMES[H_COUNT] = {"authorization", "content-type",
-                                                  "content-encoding", "expect"};
+                                                  "content-encoding", "expect", "x-forwarded-for"};
 
 void pd__http_reset_request(conn_t *c)
 {
@@ -86,6 +86,22 @@ static int kept_header(const conn_t *c)
     return H_NONE;
 }
 
+/* Appends len bytes to kept header h; 0, or the status that refuses the request. */
+static int append_value(pd_http_request_t *r, int h, const char *at, size_t len)
+{
+    size_t have = r->header_len[h];
+    if (have + len > HEADER_VALUE_MAX)
+        return 431;
+    char *grown = realloc(r->headers[h], have + len + 1);
+    if (grown == NULL)
+        return 503;
+    memcpy(grown + have, at, len);
+    grown[have + len] = '\0';
+    r->headers[h] = grown;
+    r->header_len[h] = have + len;
+    return 0;
+}
+
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
@@ -93,24 +109,21 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     if (!c->in_value) {
         c->in_value = true;
         c->header = kept_header(c);
-        if (c->header != H_NONE && r->headers[c->header] != NULL)
+        if (c->header == H_FORWARDED_FOR && r->headers[c->header] != NULL) {
+            /* Several X-Forwarded-For headers make one list, in order (RFC 9110, 5.3). */
+            int status = append_value(r, c->header, ",", 1);
+            if (status != 0)
+                return limit_hit(p, status);
+        } else if (c->header != H_NONE && r->headers[c->header] != NULL) {
             return limit_hit(p, 400); /* the same kept header twice: ambiguous */
-        if (c->header != H_NONE && (r->headers[c->header] = calloc(1, 1)) == NULL)
+        } else if (c->header != H_NONE && (r->headers[c->header] = calloc(1, 1)) == NULL) {
             return limit_hit(p, 503);
+        }
     }
     if (c->header == H_NONE)
         return 0;
-    size_t have = r->header_len[c->header];
-    if (have + len > HEADER_VALUE_MAX)
-        return limit_hit(p, 431);
-    char *grown = realloc(r->headers[c->header], have + len + 1);
-    if (grown == NULL)
-        return limit_hit(p, 503);
-    memcpy(grown + have, at, len);
-    grown[have + len] = '\0';
-    r->headers[c->header] = grown;
-    r->header_len[c->header] = have + len;
-    return 0;
+    int status = append_value(r, c->header, at, len);
+    return status != 0 ? limit_hit(p, status) : 0;
 }
 
 static int on_headers_complete(http_parser *p)
@@ -184,6 +197,16 @@ static void dispatch(conn_t *c)
     if (r->url[0] != '/') {
         pd__http_answer_error(c, 400); /* only origin-form targets: "/path?query" */
         return;
+    }
+    if (c->proxied) {
+        /* Behind a trusted proxy the request names its client, and the limit counts it. */
+        pd_proxies_client(s->cfg.trusted_proxies, c->peer, r->headers[H_FORWARDED_FOR], c->client,
+                          sizeof(c->client));
+        if (s->cfg.max_connections_per_client > 0 &&
+            pd__http_client_connections(c) > s->cfg.max_connections_per_client) {
+            pd__http_answer_error(c, 429);
+            return;
+        }
     }
     c->held = true;
     s->cfg.on_request(s->cfg.ctx, r);
@@ -317,9 +340,9 @@ const char *pd_http_content_encoding(const pd_http_request_t *req)
     return req->headers[H_CONTENT_ENCODING];
 }
 
-const char *pd_http_peer(const pd_http_request_t *req)
+const char *pd_http_client(const pd_http_request_t *req)
 {
-    return req->conn->peer;
+    return req->conn->client;
 }
 
 bool pd_http_has_body(const pd_http_request_t *req)

@@ -2,10 +2,10 @@
  * Routing: which handler a request goes to, and the first step of each.
  *
  * Thread: the loop thread.  /healthz and /metrics are answered here at
- * once; /readyz and the key check of the /v1 routes go to a reader thread
- * (the loop never waits on the database), and their answer comes back
- * through pd_service_on_read_done().  The key names its tenant, so the
- * lookup already runs under that tenant's row-level security.
+ * once; the key of a /v1 route is checked by the key ring (http/keyring.c)
+ * without a database lookup; /readyz and pattern reads go to a reader
+ * thread (the loop never waits on the database), and their answer comes
+ * back through pd_service_on_read_done().
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -76,16 +76,18 @@ static void answer_metrics(pd_call_t *call, pd_metrics_view_t view)
     pd_call_free(call);
 }
 
+static void read_patterns(pd_call_t *call)
+{
+    submit_read(call, PD_READ_PATTERNS);
+}
+
 /*
  * The /v1 routes: the key first (401 without one), before any body byte is
- * read.  A key verified in the last few seconds is trusted from the cache;
- * any other goes to a reader, unless its address used up its failed
- * checks (429, no database lookup).
+ * read; then the body (POST /v1/workflows) or the read.
  */
 static void route_v1(pd_call_t *call, bool workflows)
 {
     pd_service_t *sv = call->sv;
-    uint64_t now = uv_now(sv->loop);
     if (pd_key_from_bearer(pd_http_authorization(call->req), &call->rj.key) < 0) {
         pd_call_fail(call, 401, "missing or malformed API key: send Authorization: Bearer <key>");
         return;
@@ -94,16 +96,12 @@ static void route_v1(pd_call_t *call, bool workflows)
         pd_call_fail(call, 400, "top: expected a number from 1 to 10000");
         return;
     }
-    call->rj.verified = pd_auth_cached(sv->auth, &call->rj.key, now);
-    if (call->rj.verified && workflows) {
-        pd_service_ingest(call);
+    if (!sv->db_checked) {
+        pd_call_fail(call, 503, "the database is unavailable; retry later");
         return;
     }
-    if (!call->rj.verified && !pd_auth_may_check(sv->auth, pd_http_peer(call->req), now)) {
-        pd_call_fail(call, 429, "too many failed API key checks from this address; retry later");
-        return;
-    }
-    submit_read(call, workflows ? PD_READ_AUTH : PD_READ_PATTERNS);
+    call->authorized = workflows ? pd_service_ingest : read_patterns;
+    pd_keyring_authenticate(&sv->keyring, call);
 }
 
 static const struct route {
@@ -143,6 +141,9 @@ void pd_service_on_request(void *ctx, pd_http_request_t *req)
         pd_call_free(call);
     } else if (r->path == R_METRICS) {
         answer_metrics(call, PD_METRICS_PUBLIC);
+    } else if (r->path == R_READYZ && !call->sv->db_checked) {
+        /* The key ring's loads check the database until it answers; no reader waits for it here. */
+        pd_call_fail(call, 503, "the database has not answered yet");
     } else if (r->path == R_READYZ) {
         submit_read(call, PD_READ_READY);
     } else {
@@ -172,35 +173,41 @@ void pd_service_on_refused(void *ctx, int status)
     pd_metrics_request(sv->metrics, R_OTHER, status);
 }
 
+/*
+ * Ready: the database answers, the schema is current, the role is checked,
+ * and the service is not stopping.  Why not goes to the log (the reader
+ * logs it): the answer is anonymous, so it names no host, port or role.
+ */
 static void answer_ready(pd_call_t *call, const pd_read_job_t *j)
 {
-    if (j->ready && !call->sv->draining) {
+    pd_service_t *sv = call->sv;
+    bool ready = j->rc == PD_OK && j->ready;
+    if (ready && !sv->draining) {
         static const char ok[] = "{\"status\": \"ready\"}\n";
         pd_call_respond(call, 200, "", ok, sizeof(ok) - 1);
         pd_call_free(call);
     } else {
-        pd_call_fail(call, 503, call->sv->draining ? "shutting down" : j->err.message);
+        pd_call_fail(call, 503,
+                     sv->draining ? "shutting down"
+                     : j->rc < 0  ? "the database is unavailable"
+                                  : "not ready: the service log says why");
     }
 }
 
 void pd_service_on_read_done(void *ctx, pd_job_t *job)
 {
     (void)ctx;
+    pd_read_job_t *j = (pd_read_job_t *)job;
+    if (j->kind == PD_READ_KEYS) {
+        pd_keyring_on_loaded(j);
+        return;
+    }
     pd_call_t *call = (pd_call_t *)job; /* the reader job is the call's first member */
-    pd_read_job_t *j = &call->rj;
     if (j->kind == PD_READ_READY) {
         answer_ready(call, j);
     } else if (j->rc < 0) {
         pd_call_fail(call, 503, "the database is unavailable; retry later");
-    } else if (!j->valid) {
-        pd_auth_failed(call->sv->auth, pd_http_peer(call->req), uv_now(call->sv->loop));
-        pd_call_fail(call, 401, "unknown or revoked API key");
-    } else if (j->kind == PD_READ_AUTH) {
-        pd_auth_remember(call->sv->auth, &j->key, uv_now(call->sv->loop));
-        pd_service_ingest(call);
     } else {
-        if (!j->verified)
-            pd_auth_remember(call->sv->auth, &j->key, uv_now(call->sv->loop));
         pd_call_respond(call, 200, "", j->body, j->len);
         pd_call_free(call);
     }

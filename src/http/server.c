@@ -310,12 +310,11 @@ static void peer_of(conn_t *c)
         uv_ip4_name((struct sockaddr_in *)&addr, c->peer, sizeof(c->peer));
 }
 
-/* Connections open from c's address, c included. */
-static int from_same_peer(const conn_t *c)
+int pd__http_client_connections(const conn_t *c)
 {
     int n = 0;
     for (const conn_t *o = c->server->conns; o != NULL; o = o->next)
-        n += o->state != C_CLOSING && strcmp(o->peer, c->peer) == 0;
+        n += o->state != C_CLOSING && strcmp(o->client, c->client) == 0;
     return n;
 }
 
@@ -351,6 +350,8 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     peer_of(c);
+    memcpy(c->client, c->peer, sizeof(c->client));
+    c->proxied = pd_proxies_trusts(s->cfg.trusted_proxies, c->peer);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->state = C_READING;
@@ -363,8 +364,9 @@ static void on_connection(uv_stream_t *listener, int status)
         pd__http_answer_error(c, 503);
         return;
     }
-    if (s->cfg.max_connections_per_client > 0 &&
-        from_same_peer(c) > s->cfg.max_connections_per_client) {
+    /* A trusted proxy's connections are counted for the clients of their requests (request.c). */
+    if (s->cfg.max_connections_per_client > 0 && !c->proxied &&
+        pd__http_client_connections(c) > s->cfg.max_connections_per_client) {
         c->begun = true;
         pd__http_answer_error(c, 429);
         return;

@@ -3,11 +3,12 @@
  * behind batch writes, and that the loop thread must never make itself.
  *
  * Threads: each reader thread owns one pd_db_t (connected on first use) and
- * runs one job at a time: check an API key (under its tenant), read that
- * tenant's patterns as the JSON answer, or check readiness (PostgreSQL
- * answers and every built-in migration is applied).  Reads are idempotent,
+ * runs one job at a time: load every API key (for the key ring,
+ * http/keyring.c), read a tenant's patterns as the JSON answer, or check
+ * readiness (PostgreSQL answers and every built-in migration is applied).  Reads are idempotent,
  * so a lost connection is retried once on a fresh one.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -17,8 +18,11 @@
 #include "pd/patterns.h"
 #include "pd/service.h"
 
+/* After a failed connect, readers without a connection answer at once for this long. */
+#define DOWN_RETRY_MS 1000
+
 typedef struct reader {
-    const pd_service_t *sv;
+    pd_service_t *sv;
     char name[24];
     pd_db_t *db;
 } reader_t;
@@ -41,31 +45,59 @@ void pd_reader_fini(void *state)
     free(r);
 }
 
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+/* Refuses a role that bypasses row-level security, unless the service allows it. */
+static int check_role(reader_t *r, pd_read_job_t *j)
+{
+    bool bypass = false;
+    char role[64] = "";
+    int rc = pd_db_role_bypasses_rls(r->db, &bypass, role, sizeof(role), &j->err);
+    if (rc < 0 || !bypass || r->sv->allow_bypass)
+        return rc;
+    return pd_error_set(&j->err, PD_EDB, 0, "",
+                        "role %s bypasses row-level security: serving nothing until the "
+                        "service connects as a member of patternd_service",
+                        role);
+}
+
 static int check_ready(reader_t *r, pd_read_job_t *j)
 {
     pd_migration_set_t set;
     size_t pending = 0;
     pd_migration_set_builtin(&set);
     int rc = pd_migrate_status(r->db, &set, NULL, &pending, &j->err);
-    j->ready = rc == PD_OK && pending == 0;
     if (rc == PD_OK && pending > 0)
-        pd_error_set(&j->err, PD_EDB, 0, "", "%zu migrations pending", pending);
-    return rc;
+        rc = pd_error_set(&j->err, PD_EDB, 0, "", "%zu migrations pending", pending);
+    if (rc == PD_OK && j->check_db)
+        rc = check_role(r, j);
+    j->ready = rc == PD_OK;
+    return rc == PD_ECONN ? rc : PD_OK; /* not ready is an answer, not a failure */
 }
 
 static int attempt(reader_t *r, pd_read_job_t *j)
 {
     int rc;
-    if (r->db == NULL && (rc = pd_db_connect(r->sv->conninfo, &r->db, &j->err)) < 0)
-        return rc;
+    if (r->db == NULL) {
+        uint64_t started = now_ms();
+        if ((rc = pd_db_connect(r->sv->conninfo, &r->db, &j->err)) < 0) {
+            /* Unless another reader connected since this attempt began: that one knows better. */
+            if (started >= atomic_load(&r->sv->db_up_at_ms))
+                atomic_store(&r->sv->db_down_until_ms, now_ms() + DOWN_RETRY_MS);
+            return rc;
+        }
+        atomic_store(&r->sv->db_up_at_ms, now_ms());
+        atomic_store(&r->sv->db_down_until_ms, 0);
+    }
     if (j->kind == PD_READ_READY)
         return check_ready(r, j);
-    if (j->verified) {
-        j->valid = true; /* from the service's cache of verified keys */
-    } else {
-        rc = pd_keys_verify(r->db, &j->key, &j->valid, &j->err);
-        if (rc < 0 || !j->valid || j->kind == PD_READ_AUTH)
-            return rc;
+    if (j->kind == PD_READ_KEYS) {
+        if (j->check_db && ((rc = check_ready(r, j)) < 0 || !j->ready))
+            return rc < 0 ? rc : PD_EDB;
+        return pd_keys_load_all(r->db, &j->keys, &j->n_keys, &j->err);
     }
     return pd_patterns_read_tenant_json(r->db, j->key.tenant, j->top, &j->body, &j->len, &j->err);
 }
@@ -74,13 +106,28 @@ void pd_reader_work(void *state, pd_job_t *job)
 {
     reader_t *r = state;
     pd_read_job_t *j = (pd_read_job_t *)job;
+    pd_service_t *sv = r->sv;
+    /*
+     * While another reader has just failed to connect, a reader without a
+     * connection answers at once: a database that does not answer costs
+     * one connect timeout, not one per queued read.
+     */
+    if (r->db == NULL && now_ms() < atomic_load(&sv->db_down_until_ms)) {
+        j->rc = pd_error_set(&j->err, PD_ECONN, 0, "", "the database is unavailable");
+        return;
+    }
     for (int tries = 0; tries < 2; tries++) {
+        bool had_connection = r->db != NULL;
         j->rc = attempt(r, j);
         if (j->rc != PD_ECONN)
             break;
         pd_db_destroy(r->db);
         r->db = NULL;
+        if (!had_connection)
+            break; /* the connect itself failed: a lost connection is what a retry is for */
     }
     if (j->rc < 0)
         pd_log(PD_LOG_WARN, r->name, "%s", j->err.message);
+    else if (j->kind == PD_READ_READY && !j->ready)
+        pd_log(PD_LOG_WARN, r->name, "not ready: %s", j->err.message);
 }

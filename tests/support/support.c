@@ -3,6 +3,7 @@
  * uses them too, in a plain program that runs under ThreadSanitizer.  A
  * helper that cannot do its job stops the test process with a message.
  */
+#define _GNU_SOURCE /* accept4 */
 #include "support.h"
 
 #include <jansson.h>
@@ -12,6 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -124,7 +131,11 @@ char *pdt_new_database(void)
     static int counter;
     const char *base = base_url();
     char name[64], sql[128];
-    snprintf(name, sizeof(name), "pdt_%d_%d", (int)getpid(), counter++);
+    /* The clock too: a cluster reused across runs may hold a database of a pid seen before. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(name, sizeof(name), "pdt_%d_%d_%ld", (int)getpid(), counter++,
+             (long)(ts.tv_sec % 100000) * 1000 + ts.tv_nsec / 1000000);
     if (strcmp(pdt_deployment(), "citus") == 0) {
         /* A database of its own on each node, with the extension and the nodes registered. */
         char cmd[4096];
@@ -462,4 +473,133 @@ void pdt_hold_remove(char *dir)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     REQUIRE(system(cmd) == 0, "%s failed", cmd);
     free(dir);
+}
+
+struct pdt_relay {
+    int listener, port, target_port;
+    atomic_int forwarding, stop;
+    pthread_t thread;
+};
+
+/* Copies both ways between a and b until either side closes (it outlives the relay). */
+typedef struct pipe_pair {
+    int a, b;
+} pipe_pair_t;
+
+static void *pipe_main(void *arg)
+{
+    pipe_pair_t *p = arg;
+    char buf[65536];
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = p->a, .events = POLLIN}, {.fd = p->b, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0)
+            break;
+        int done = 0;
+        for (int i = 0; i < 2 && !done; i++) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t n = recv(fds[i].fd, buf, sizeof(buf), 0);
+            if (n <= 0 || send(fds[1 - i].fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+                done = 1;
+        }
+        if (done)
+            break;
+    }
+    close(p->a);
+    close(p->b);
+    free(p);
+    return NULL;
+}
+
+static int connect_local(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+static void *relay_main(void *arg)
+{
+    pdt_relay_t *r = arg;
+    int held[1024], n_held = 0;
+    while (!atomic_load(&r->stop)) {
+        struct pollfd p = {.fd = r->listener, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        /* CLOEXEC: a process the test forks must not keep a relayed connection open. */
+        int fd = accept4(r->listener, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (!atomic_load(&r->forwarding)) {
+            if (n_held < 1024)
+                held[n_held++] = fd; /* accepted, never answered */
+            else
+                close(fd);
+            continue;
+        }
+        int up = connect_local(r->target_port);
+        if (up < 0) {
+            close(fd);
+            continue;
+        }
+        pipe_pair_t *pp = malloc(sizeof(*pp));
+        *pp = (pipe_pair_t){.a = fd, .b = up};
+        pthread_t t;
+        pthread_create(&t, NULL, pipe_main, pp);
+        pthread_detach(t);
+    }
+    for (int i = 0; i < n_held; i++)
+        close(held[i]);
+    return NULL;
+}
+
+pdt_relay_t *pdt_relay_start(int target_port, int forwarding)
+{
+    pdt_relay_t *r = calloc(1, sizeof(*r));
+    r->target_port = target_port;
+    atomic_store(&r->forwarding, forwarding);
+    r->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    REQUIRE(bind(r->listener, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+                listen(r->listener, 128) == 0 &&
+                getsockname(r->listener, (struct sockaddr *)&addr, &len) == 0,
+            "relay: cannot listen");
+    r->port = ntohs(addr.sin_port);
+    REQUIRE(pthread_create(&r->thread, NULL, relay_main, r) == 0, "relay: no thread");
+    return r;
+}
+
+int pdt_relay_port(const pdt_relay_t *relay)
+{
+    return relay->port;
+}
+
+void pdt_relay_forward(pdt_relay_t *relay, int forwarding)
+{
+    atomic_store(&relay->forwarding, forwarding);
+}
+
+void pdt_relay_stop(pdt_relay_t *relay)
+{
+    atomic_store(&relay->stop, 1);
+    pthread_join(relay->thread, NULL);
+    close(relay->listener);
+    free(relay); /* the pipes own only their sockets, and end when a side closes */
+}
+
+int pdt_url_port(const char *url)
+{
+    const char *at = strrchr(url, '@');
+    const char *colon = strchr(at != NULL ? at : url, ':');
+    if (at == NULL)
+        colon = strrchr(url, ':');
+    REQUIRE(colon != NULL && atoi(colon + 1) > 0, "no port in %s", url);
+    return atoi(colon + 1);
 }

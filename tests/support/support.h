@@ -131,4 +131,21 @@ int pdt_hold_is_held(const char *dir, long n);
 void pdt_hold_release(const char *dir, long n);
 void pdt_hold_remove(char *dir);
 
+/*
+ * A TCP relay on 127.0.0.1 for outage tests.  It listens on a free port
+ * (pdt_relay_port) and, while forwarding, relays each connection to
+ * 127.0.0.1:target_port; while holding, it accepts connections and never
+ * answers (a database that accepts and says nothing).  Connections held
+ * stay held when it switches to forwarding.  Threads of its own; stopped and
+ * freed by pdt_relay_stop().
+ */
+typedef struct pdt_relay pdt_relay_t;
+pdt_relay_t *pdt_relay_start(int target_port, int forwarding);
+int pdt_relay_port(const pdt_relay_t *relay);
+void pdt_relay_forward(pdt_relay_t *relay, int forwarding);
+void pdt_relay_stop(pdt_relay_t *relay);
+
+/* The port of a postgresql:// URL ("...@host:PORT/db"); fails the test when it has none. */
+int pdt_url_port(const char *url);
+
 #endif
