@@ -33,8 +33,7 @@ void pd_admission_leave(pd_admission_t *a, const char *tenant);
 /* Requests of tenant in flight. */
 size_t pd_admission_count(const pd_admission_t *a, const char *tenant);
 
-/* Requests in flight, and the most one tenant may have (for logs and metrics). */
-size_t pd_admission_in_flight(const pd_admission_t *a);
+/* The most requests one tenant may have in flight (for answers and logs). */
 size_t pd_admission_tenant_limit(const pd_admission_t *a);
 
 #endif

@@ -77,7 +77,7 @@ typedef struct pd_tally {
 } pd_tally_t;
 
 /* Adds a finished batch's outcomes to the tally. */
-void pd_tally_add(pd_tally_t *tally, const pd_batch_t *batch);
+void pd_batch_tally(pd_tally_t *tally, const pd_batch_t *batch);
 
 /*
  * The batcher: one open batch per tenant, since a batch is one tenant's

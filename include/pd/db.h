@@ -29,9 +29,6 @@ const char *pd_db_conninfo(const char *flag_value);
 int pd_db_connect(const char *conninfo, pd_db_t **out, pd_error_t *err);
 void pd_db_destroy(pd_db_t *db);
 
-/* The underlying connection, borrowed: for the statement modules only. */
-PGconn *pd_db_conn(pd_db_t *db);
-
 /*
  * Runs sql with text parameters.  On success returns 0 and, when out is not
  * NULL, the result (caller frees with pd_db_result_free); without out the

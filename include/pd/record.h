@@ -93,7 +93,7 @@ void pd_record_move(pd_record_t *dst, pd_record_t *src);
 /*
  * True when tenant is 1-64 characters of [A-Za-z0-9._-].
  */
-bool pd_tenant_valid(const char *tenant);
+bool pd_record_tenant_valid(const char *tenant);
 
 /*
  * Parses an ISO-8601 / RFC 3339 timestamp ("2026-10-21T13:06:23Z",

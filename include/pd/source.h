@@ -1,11 +1,11 @@
 /*
  * Where records come from: files or standard input read by the libuv loop
- * (pd_file_source_t), and HTTP request bodies (pd_body_split()).  Both hand
- * each record's text to a pd_lines_cb, so every route validates records the
- * same way.
+ * (pd_file_source_t), and HTTP request bodies parsed as their bytes arrive
+ * (pd_body_parser_t).  Both hand each record's text to a pd_lines_cb, so
+ * every route validates records the same way.
  *
- * Threads: a pd_file_source_t lives on the loop thread; pd_body_split() is
- * pure and runs wherever the body is.
+ * Threads: a pd_file_source_t lives on the loop thread; a pd_body_parser_t
+ * on whichever thread feeds it (the loop thread, for serve).
  */
 #ifndef PD_SOURCE_H
 #define PD_SOURCE_H

@@ -3,7 +3,7 @@
  *
  * The loop thread fills a batch (directly for an HTTP request, through the
  * batcher for files), hands it to the pool, and gets it back with an
- * outcome per record, which pd_tally_add() counts.  A batch has one owner
+ * outcome per record, which pd_batch_tally() counts.  A batch has one owner
  * at a time, so nothing in it is locked.
  */
 #include "pd/batch.h"
@@ -69,7 +69,7 @@ void pd_batch_destroy(pd_batch_t *batch)
     free(batch);
 }
 
-void pd_tally_add(pd_tally_t *tally, const pd_batch_t *batch)
+void pd_batch_tally(pd_tally_t *tally, const pd_batch_t *batch)
 {
     for (size_t i = 0; i < batch->count; i++) {
         switch (batch->outcomes[i]) {

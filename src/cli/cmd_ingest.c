@@ -133,7 +133,7 @@ static void on_batch_done(void *ctx, pd_job_t *job)
 {
     ingest_t *in = ctx;
     pd_batch_t *b = pd_batch_of(job);
-    pd_tally_add(&in->tally, b);
+    pd_batch_tally(&in->tally, b);
     if (b->rc == 0 && b->commit_ms > 0)
         pd_latency_add(&in->commits, b->commit_ms);
     if (b->rc < 0)

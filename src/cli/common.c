@@ -26,7 +26,7 @@ void pd_cli_fail(const char *fmt, ...)
 
 bool pd_cli_tenant(const char *opt, const char *arg)
 {
-    if (pd_tenant_valid(arg))
+    if (pd_record_tenant_valid(arg))
         return true;
     pd_cli_fail("%s: '%s' is not 1-64 characters of A-Z a-z 0-9 . _ -", opt, arg);
     return false;

@@ -133,11 +133,6 @@ void pd_db_destroy(pd_db_t *db)
     free(db);
 }
 
-PGconn *pd_db_conn(pd_db_t *db)
-{
-    return db->conn;
-}
-
 /*
  * Connection losses that Citus reports as internal errors (XX000): its own,
  * when a connection to a worker node broke inside a transaction or during

@@ -89,11 +89,6 @@ size_t pd_admission_count(const pd_admission_t *a, const char *tenant)
     return s != NULL ? s->n : 0;
 }
 
-size_t pd_admission_in_flight(const pd_admission_t *a)
-{
-    return a->in_flight;
-}
-
 size_t pd_admission_tenant_limit(const pd_admission_t *a)
 {
     return a->per_tenant;

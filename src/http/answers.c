@@ -137,7 +137,7 @@ static void count_batch(pd_call_t *call, const pd_tally_t *t)
 void pd_call_answer_batch(pd_call_t *call)
 {
     pd_tally_t t = {.rejected = call->rejected};
-    pd_tally_add(&t, call->batch);
+    pd_batch_tally(&t, call->batch);
     count_batch(call, &t);
     json_t *results = json_array();
     for (size_t i = 0; results != NULL && i < call->n_results; i++) {

@@ -247,7 +247,7 @@ static const char *kind_name(kind_t kind)
     return "nothing";
 }
 
-bool pd_tenant_valid(const char *tenant)
+bool pd_record_tenant_valid(const char *tenant)
 {
     size_t n = 0;
     for (const char *p = tenant; *p; p++, n++) {
@@ -487,7 +487,7 @@ static int get_identity(const parse_t *p, long line_no, const char *default_tena
         return pd_error_set(err, PD_EINVAL, line_no, "tenant_id", "expected a string, got %s",
                             kind_name(tenant->kind));
     const char *t = slot_text(p, tenant);
-    if (strlen(t) != tenant->len || !pd_tenant_valid(t))
+    if (strlen(t) != tenant->len || !pd_record_tenant_valid(t))
         return pd_error_set(err, PD_EINVAL, line_no, "tenant_id",
                             "must be 1-64 characters of A-Z a-z 0-9 . _ -");
     memcpy(out->tenant_id, t, tenant->len + 1);

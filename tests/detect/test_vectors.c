@@ -1,5 +1,5 @@
 /*
- * Stage: detect (src/detect, with the byte-exact writer of output.c).
+ * Stage: detect (src/detect, with the byte-exact writer of jsonw.c).
  * `patternd detect` against the reference's own output: every record of the
  * test vectors must come out byte for byte as the reference wrote it.
  */

@@ -70,7 +70,7 @@ int pd_key_parse(const char *text, pd_key_t *out)
         return PD_EINVAL;
     memset(out, 0, sizeof(*out));
     memcpy(out->tenant, tenant, (size_t)(sep1 - tenant));
-    if (!pd_tenant_valid(out->tenant))
+    if (!pd_record_tenant_valid(out->tenant))
         return PD_EINVAL;
     memcpy(out->key_id, id, PD_KEY_ID_LEN);
     memcpy(out->secret, secret, PD_KEY_SECRET_LEN);
