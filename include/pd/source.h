@@ -1,8 +1,8 @@
 /*
  * Where records come from: files or standard input read by the libuv loop
  * (pd_file_source_t), and HTTP request bodies parsed as their bytes arrive
- * (pd_body_parser_t).  Both hand each record's text to a pd_lines_cb, so
- * every route validates records the same way.
+ * (pd_body_parser_t, NDJSON or JSON through yajl).  Both hand each record's text to a pd_lines_cb,
+ * so every route validates records the same way.
  *
  * Threads: a pd_file_source_t lives on the loop thread; a pd_body_parser_t
  * on whichever thread feeds it (the loop thread, for serve).
@@ -58,14 +58,30 @@ int64_t pd_file_source_bytes_total(const pd_file_source_t *src);
 void pd_file_source_destroy(pd_file_source_t *src);
 
 /*
- * An HTTP body into records, as its bytes arrive: NDJSON lines, or the
- * elements of a top-level JSON array (by Content-Type, else by the body's
- * first non-space byte).  Only the array's structure is looked at here; an
- * element's text goes to on_line as an NDJSON line's does (line_no 0), so
- * it is validated the same way.  Memory: one record (max_record bytes) at
- * most, whatever the body's size.
+ * An HTTP body into records, as its bytes arrive: NDJSON lines, or a JSON
+ * body, which is a top-level array of records or one object that is the
+ * only record.  The mode comes from the Content-Type (application/x-ndjson,
+ * application/json), else from the body's first non-space byte: '[' is a
+ * JSON array, anything else NDJSON (so a lone object without a
+ * Content-Type is a one-line NDJSON body, the same record).
+ *
+ * A JSON body is parsed by yajl as it arrives.  yajl cannot resume after a
+ * syntax error, so JSON that is not well-formed anywhere, inside an element
+ * too, fails the whole body; beyond that only the body's structure is
+ * judged here.  Each element (object or not) is written back out as compact
+ * JSON text, numbers as written and strings escaped again, without checking
+ * UTF-8, and goes to on_line as an NDJSON line does (line_no 0), so
+ * pd_record_parse() validates it the same way.  An element whose text is
+ * longer than max_record arrives as oversize, with no text.
+ *
+ * Memory: the element's text, max_record bytes at most, plus what yajl
+ * holds, which is small except for one token (a string, a number) split
+ * across chunks: yajl keeps such a token whole until it ends (and a string
+ * with escapes once more, decoded), so one huge string can use memory up
+ * to about twice the body's size, whatever max_record is.  The server
+ * bounds the body (--max-body-bytes).
  */
-typedef enum pd_body_mode { PD_BODY_AUTO, PD_BODY_NDJSON, PD_BODY_ARRAY } pd_body_mode_t;
+typedef enum pd_body_mode { PD_BODY_AUTO, PD_BODY_NDJSON, PD_BODY_JSON } pd_body_mode_t;
 
 typedef struct pd_body_parser {
     pd_body_mode_t mode;
@@ -74,10 +90,13 @@ typedef struct pd_body_parser {
     void *ctx;
     long newlines;    /* AUTO: newlines before the first byte that decides */
     pd_lines_t lines; /* NDJSON */
-    /* ARRAY: where in the array, and the element being collected. */
-    int state;
-    int depth;
-    bool in_string, escaped;
+    /* JSON: yajl's parser, the generator writing the element, where in the body. */
+    struct yajl_handle_t *json;
+    struct yajl_gen_t *gen;
+    int depth;     /* containers open in the body, the top-level array included */
+    bool in_array; /* the body is an array: its elements are the records */
+    int rc;        /* the first error, returned from then on */
+    /* The element's text so far: elem_len counts it all, at most max_record bytes are kept. */
     char *elem;
     size_t elem_len, elem_cap;
     bool elem_oversize;
@@ -88,15 +107,18 @@ int pd_body_parser_init(pd_body_parser_t *p, const char *content_type, size_t ma
                         pd_lines_cb on_line, void *ctx);
 
 /*
- * Feeds the next bytes (writable: lines are NUL-terminated in place).
- * Returns 0, PD_EINVAL when an array body is not a well-formed array,
- * PD_ENOMEM, or on_line's non-zero return.
+ * Feeds the next bytes (writable: NDJSON lines are NUL-terminated in
+ * place).  Returns 0, PD_EINVAL when a JSON body is not a well-formed
+ * array or object (or is a bare scalar, or nests an element more than 127
+ * deep), PD_ENOMEM, or on_line's non-zero return.  For a JSON body, the
+ * first error is returned again by every later push and finish.
  */
 int pd_body_parser_push(pd_body_parser_t *p, char *data, size_t len);
 
-/* The body ended: delivers a last line; PD_EINVAL for an unterminated array. */
+/* The body ended: delivers a last line; PD_EINVAL for a JSON body cut short. */
 int pd_body_parser_finish(pd_body_parser_t *p);
 
+/* Frees what the parser holds; safe after a failed init. */
 void pd_body_parser_close(pd_body_parser_t *p);
 
 #endif
