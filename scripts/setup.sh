@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
   libpq-dev libjansson-dev libuv1-dev libcriterion-dev
-  libutf8proc-dev libsodium-dev libyajl-dev libhttp-parser-dev zlib1g-dev
+  libutf8proc-dev libsodium-dev libyajl-dev node-llhttp zlib1g-dev
   postgresql postgresql-client
   pgbouncer
   postgresql-server-dev-15 libkrb5-dev liblz4-dev libzstd-dev

@@ -5,8 +5,9 @@
 #                              tests against a throwaway PostgreSQL, then the
 #                              unit and database tests again under
 #                              AddressSanitizer + UndefinedBehaviorSanitizer,
-#                              the worker pool under ThreadSanitizer, and 30 s
-#                              of libFuzzer on the record parser and detector
+#                              the worker pool under ThreadSanitizer, and 15 s
+#                              of libFuzzer on each of the record parser and
+#                              detector, and the HTTP request parser
 #   scripts/test.sh --quick    only the -Werror build and its tests
 #
 # The full run also runs the suites that issue 10 names on the two other
@@ -110,14 +111,17 @@ ASAN_OPTIONS=detect_leaks=1 CTEST_ARGS="" run_suite build-asan -DCMAKE_BUILD_TYP
 
 step "ThreadSanitizer (worker pool, concurrent writers, ingest with 8 workers)"
 CTEST_ARGS="-R pool_race" run_suite build-tsan -DCMAKE_BUILD_TYPE=Debug -DPD_SANITIZE=thread
-step "libFuzzer: record parsing, detection and output (30 s)"
+step "libFuzzer: record parsing, detection and output; HTTP requests (15 s each)"
 cmake -S "$root" -B build-fuzz -DCMAKE_C_COMPILER=clang -DPD_FUZZ=ON -DPD_BUILD_TESTS=OFF \
   "-DPD_SANITIZE=address;undefined" -DPD_WERROR=ON >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_record >/dev/null
-mkdir -p "$tmp/corpus"
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_record fuzz_http >/dev/null
+mkdir -p "$tmp/corpus" "$tmp/corpus-http"
 split -l 1 -a 4 tests/data/edge.ndjson "$tmp/corpus/edge-"
 split -l 1 -a 4 tests/data/sample-600.ndjson "$tmp/corpus/sample-"
-(cd "$tmp" && "$root/build-fuzz/fuzz_record" -max_total_time=30 -max_len=4096 -print_final_stats=1 corpus 2>&1 | tail -n 3)
+(cd "$tmp" && "$root/build-fuzz/fuzz_record" -max_total_time=15 -max_len=4096 -print_final_stats=1 corpus 2>&1 | tail -n 3)
+# New inputs go to the temporary folder; the seeds (the tests' requests) stay as they are.
+(cd "$tmp" && "$root/build-fuzz/fuzz_http" -max_total_time=15 -max_len=4096 -print_final_stats=1 \
+  corpus-http "$root/tests/http/fuzz_http_corpus" 2>&1 | tail -n 3)
 
 echo
 echo "all tests passed"

@@ -8,8 +8,8 @@
  * (with Retry-After) while other tenants are still admitted; when the
  * whole capacity is taken every request gets 503.  And in the writers'
  * queue, a batch of a tenant with nothing else in flight goes first (see
- * http/ingest.c), so a quiet tenant waits for a free writer, not behind a
- * busy tenant's backlog.  Loop thread only.
+ * src/service/ingest.c), so a quiet tenant waits for a free writer, not
+ * behind a busy tenant's backlog.  Loop thread only.
  */
 #ifndef PD_ADMISSION_H
 #define PD_ADMISSION_H

@@ -1,7 +1,10 @@
 /*
  * A small HTTP/1.1 server on a libuv loop: connections, keep-alive, limits
- * and timeouts.  Parsing is libhttp-parser's; this module keeps the
- * connections, enforces the limits and streams request bodies.
+ * and timeouts.  It knows nothing of what it serves: a handler gets each
+ * request and answers it.  Parsing is llhttp's (the parser of Node.js);
+ * src/http/ keeps the connections (server.c listens, conn.c runs each
+ * connection as one state machine, request.c parses a request), enforces
+ * the limits and streams request bodies.
  *
  * Threads: everything here runs on the loop thread, including the handler.
  * A handler that needs other threads (a database lookup, a batch write)
@@ -13,7 +16,8 @@
  * handler answers at once (e.g. 401: no body byte was buffered) or calls
  * pd_http_read_body(), after which the body is handed to its sink chunk by
  * chunk as it arrives ("100 Continue" is sent only then).  Nothing of a
- * body is kept by the server.
+ * body is kept by the server.  The handler answers once the sink's end()
+ * ran; an answer given before stops the body there (end() does not run).
  *
  * One request at a time per connection: while a request is with the
  * handler the connection reads nothing more (the body, when not asked for,
@@ -45,9 +49,9 @@
 #include <uv.h>
 
 #include "pd/error.h"
-#include "pd/proxies.h"
 
 typedef struct pd_http_server pd_http_server_t;
+typedef struct pd_proxies pd_proxies_t; /* include/pd/proxies.h */
 typedef struct pd_http_request pd_http_request_t;
 
 typedef struct pd_http_config {
@@ -90,10 +94,10 @@ size_t pd_http_server_connections(const pd_http_server_t *server);
 /*
  * Stops accepting and closes idle connections; a connection in the middle
  * of a request finishes it (within the timeouts) and is closed after its
- * response.  drained(ctx) runs once no connection is left and the listening
- * socket is closed.  Call once.
+ * response.  drained(ctx), when not NULL, runs once no connection is left
+ * and the listening socket is closed.  Call once.
  */
-void pd_http_server_drain(pd_http_server_t *server, void (*drained)(void *ctx));
+void pd_http_server_drain(pd_http_server_t *server, void (*drained)(void *ctx), void *ctx);
 
 /* Releases a drained server; NULL is fine. */
 void pd_http_server_destroy(pd_http_server_t *server);
@@ -138,7 +142,11 @@ typedef struct pd_http_body_sink {
     void *ctx;
 } pd_http_body_sink_t;
 
-/* Starts reading the body of a request that has one; sink is copied. */
+/*
+ * Starts reading the body of a request that has one; sink is copied.  For
+ * a request without one (or read already) end() runs at once with 0; when
+ * the client went away, with -1.
+ */
 void pd_http_read_body(pd_http_request_t *req, const pd_http_body_sink_t *sink);
 
 /* A number unique to this request within the process, for logs. */

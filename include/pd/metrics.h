@@ -57,7 +57,7 @@ void pd_metrics_add_store(pd_metrics_t *m, uint64_t db_errors, uint64_t reconnec
 /*
  * Who the exposition is for.  The service address answers anyone who can
  * reach it, and per-tenant series would tell a stranger who the tenants are
- * and how much each sends (issue 9): there records are counted by outcome
+ * and how much each sends: there records are counted by outcome
  * only, summed over every tenant.  The tenant series are for the operator's
  * address (--metrics-listen).
  */

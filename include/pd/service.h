@@ -1,17 +1,20 @@
 /*
- * The HTTP ingestion service behind `patternd serve`: its state and the
- * request in flight (a call), shared by the stages of a request:
+ * The HTTP ingestion service behind `patternd serve`: its life, from
+ * create to destroy.  What it serves and how a request goes through it:
  *
- *   http/server.c   loop thread: connections, parsing, limits
- *   http/router.c   loop thread: route, authenticate
- *   http/keyring.c  loop thread: the key table, reloaded by a reader
- *   worker/reader.c reader threads: key table loads, pattern reads, readiness
- *   http/ingest.c   loop thread: body -> one batch of the key's tenant
- *   worker/writer.c writer threads: detect, then store, in one transaction
- *   http/answers.c  loop thread: the JSON answers and the metrics they count
+ *   http/            loop thread: connections, parsing, limits (generic)
+ *   service/router.c   loop thread: route, and the first step of each
+ *   service/keyring.c  loop thread: the key table, reloaded by a reader
+ *   service/reader.c   reader threads: key table loads, pattern reads, readiness
+ *   service/ingest.c   loop thread: admission, body -> one batch of the key's tenant
+ *   worker/writer.c    writer threads: detect, then store, in one transaction
+ *   service/call.c     loop thread: the answers, each counted in the metrics
  *
- * A call belongs to one thread at a time: the loop thread, or the pool
- * that holds its job.  It is released by exactly one answer.
+ * The service owns its writer and reader pools, its key ring, the request
+ * admission, the metrics and its HTTP servers (the service address, and
+ * the operator's metrics address when configured).
+ *
+ * Thread: every function here is called on the loop thread.
  */
 #ifndef PD_SERVICE_H
 #define PD_SERVICE_H
@@ -21,132 +24,73 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "pd/admission.h"
-#include "pd/auth.h"
-#include "pd/batch.h"
-#include "pd/http.h"
-#include "pd/keyring.h"
-#include "pd/keys.h"
-#include "pd/metrics.h"
-#include "pd/pool.h"
+#include "pd/error.h"
+#include "pd/proxies.h"
 
-#define PD_TOP_DEFAULT 20
-#define PD_TOP_MAX 10000
+typedef struct pd_service pd_service_t;
 
-/* Rejections whose field and reason an answer spells out; the rest are counted. */
-#define PD_RESULTS_DETAILED 1000
-
-typedef struct pd_service {
-    uv_loop_t *loop;
-    pd_http_server_t *http;
-    pd_pool_t *writers, *readers;
-    pd_metrics_t *metrics;
-    pd_admission_t *admission; /* POST requests in flight, in all and per tenant */
-    pd_keyring_t keyring;      /* the key table, its reloads, and requests waiting for one */
-    const char *conninfo;
-    size_t queue;       /* the writers' queue bound, for the metrics */
-    size_t max_record;  /* longest record accepted */
-    size_t max_records; /* records in one request */
-    size_t max_body;    /* bytes of one body, after decompression */
-    bool draining;
+typedef struct pd_service_config {
+    const char *conninfo;     /* borrowed: must outlive the service */
+    const char *host;         /* the service address */
+    int port;                 /* 0: any free port (pd_service_port) */
+    const char *metrics_host; /* the operator's metrics address, or NULL for none */
+    int metrics_port;
+    int workers;         /* writer threads, one connection each */
+    int readers;         /* reader threads, one connection each */
+    size_t queue;        /* batches that may wait for a writer */
+    double tenant_share; /* of queue + workers, one tenant's at most */
+    size_t max_body;     /* bytes of one request body, after decompression */
+    size_t max_buffered; /* body bytes received and not yet answered, all requests */
+    size_t max_record;   /* bytes of one record */
+    size_t max_records;  /* records in one request */
+    int max_connections;
+    int max_connections_per_client;
+    const pd_proxies_t *trusted_proxies; /* borrowed, may be NULL */
+    int read_timeout_ms, idle_timeout_ms;
+    uint64_t key_refresh_ms; /* how old the key table may be */
+    int auth_failures;       /* failed key checks per client per minute */
+    bool async_commit;
+    int retry_budget_ms; /* a batch is given up after retrying this long */
+    bool allow_bypass;   /* serve as a role that bypasses row-level security */
     /*
-     * The database was reached, its schema is current and the role does not
-     * bypass row-level security (or --allow-rls-bypass).  Checked once before
-     * serving; when the database could not be reached at start, the key
-     * ring's loads check it until it answers, and until then /readyz and
-     * /v1 requests get 503.
+     * The database was reached, its schema is current and the role is
+     * allowed (pd_cli_preflight).  When false, the key ring's loads check
+     * it until it answers, and until then /readyz and /v1 get 503.
      */
     bool db_checked;
-    bool allow_bypass;
-    /*
-     * Readers (uv_hrtime in ms): until when a failed connect makes a reader
-     * without a connection answer at once, and when one last connected.
-     */
-    _Atomic uint64_t db_down_until_ms, db_up_at_ms;
-} pd_service_t;
+} pd_service_config_t;
 
-typedef enum pd_read_kind { PD_READ_KEYS, PD_READ_PATTERNS, PD_READ_READY } pd_read_kind_t;
+/* A new service, not started; cfg is copied.  Returns 0 or PD_ENOMEM. */
+int pd_service_create(const pd_service_config_t *cfg, pd_service_t **out);
 
 /*
- * A reader's job: the loop thread fills the inputs, a reader thread the
- * outputs.  PD_READ_KEYS is the key ring's own job (not a call's).
+ * Starts the pools, the key ring and the HTTP servers on loop.  Returns 0,
+ * or a negative code with the reason in err; whatever started is then
+ * closed again (running loop until it is), and only pd_service_destroy()
+ * is left to call.
  */
-typedef struct pd_read_job {
-    pd_job_t job; /* first: the pool's link */
-    pd_read_kind_t kind;
-    pd_key_t key; /* PD_READ_PATTERNS: the request's key, checked on the loop thread */
-    long top;
-    bool check_db; /* PD_READ_KEYS: check what db_checked says first */
-    /* Outputs. */
-    int rc;
-    bool ready;
-    char *body; /* PD_READ_PATTERNS: the JSON answer, malloc'd */
-    size_t len;
-    pd_key_entry_t *keys; /* PD_READ_KEYS: every key (pd_keys_load_all) */
-    size_t n_keys;
-    pd_error_t err;
-} pd_read_job_t;
+int pd_service_start(pd_service_t *sv, uv_loop_t *loop, pd_error_t *err);
 
-/* What became of one record of a POST body, in body order. */
-typedef struct pd_result {
-    long line;   /* NDJSON line; 0 in a JSON array */
-    long record; /* index in the batch, or -1 when rejected */
-    char field[PD_FIELD_MAX];
-    char *error; /* why it was rejected (malloc'd); NULL past PD_RESULTS_DETAILED */
-} pd_result_t;
+/* The port the service address listens on; the metrics address's, or 0 without one. */
+int pd_service_port(const pd_service_t *sv);
+int pd_service_metrics_port(const pd_service_t *sv);
 
-typedef struct pd_upload pd_upload_t; /* http/ingest.c: a body being read */
-
-/* One request that waits for other threads. */
-typedef struct pd_call {
-    pd_read_job_t rj; /* first: a finished reader job converts back to its call */
-    pd_service_t *sv;
-    pd_http_request_t *req;
-    const char *route; /* a metric label (static storage) */
-    uint64_t started_ns;
-    /* Waiting for the key table to be reloaded (http/keyring.c). */
-    struct pd_call *next_waiting;
-    uint64_t wait_after;                   /* resolved by a load started after this many */
-    void (*authorized)(struct pd_call *c); /* what follows a valid key */
-    /* POST /v1/workflows */
-    bool admitted; /* holds a place in sv->admission */
-    pd_upload_t *upload;
-    pd_result_t *results;
-    size_t n_results, cap_results;
-    pd_batch_t *batch;
-    long rejected;
-} pd_call_t;
-
-/* http/router.c, loop thread: the pd_http_config_t callbacks of the service. */
-void pd_service_on_request(void *ctx, pd_http_request_t *req);
-void pd_service_on_refused(void *ctx, int status);
-/* The operator's metrics address (--metrics-listen): GET /metrics with the tenant series. */
-void pd_service_on_metrics_request(void *ctx, pd_http_request_t *req);
-/* The readers' done callback. */
-void pd_service_on_read_done(void *ctx, pd_job_t *job);
+/* Open connections of the service address. */
+size_t pd_service_connections(const pd_service_t *sv);
 
 /*
- * http/ingest.c, loop thread: the key is good; admit the request, read and
- * parse its body as it arrives, and hand the batch to the writers.
+ * Stops accepting, closes idle connections and lets every request already
+ * begun finish and be answered; then closes the key ring and the pools.
+ * stopped(ctx) runs once nothing of the service is left on the loop.  Call
+ * once, after a successful start.
  */
-void pd_service_ingest(pd_call_t *call);
-/* Releases what pd_service_ingest() holds for the call (its place, its body state). */
-void pd_service_ingest_release(pd_call_t *call);
-/* The writers' done callback: answers the request whose batch finished. */
-void pd_service_on_batch_done(void *ctx, pd_job_t *job);
+void pd_service_drain(pd_service_t *sv, void (*stopped)(void *ctx), void *ctx);
 
-/* http/answers.c, loop thread. */
-/* Answers with a JSON body, counting the request in the metrics; does not free the call. */
-void pd_call_respond(pd_call_t *call, int status, const char *extra, const char *body, size_t len);
-/* Answers {"error": message} (with the headers its status needs) and frees the call. */
-void pd_call_fail(pd_call_t *call, int status, const char *message);
-/* Answers a POST /v1/workflows after its batch finished (or when it had none) and frees it. */
-void pd_call_answer_batch(pd_call_t *call);
-void pd_call_free(pd_call_t *call);
-
-/* worker/reader.c: the readers' pd_pool_config_t callbacks (ctx: the pd_service_t). */
-int pd_reader_init(void *ctx, int worker_id, void **state);
-void pd_reader_work(void *state, pd_job_t *job);
-void pd_reader_fini(void *state);
+/*
+ * Releases the service: after stopped() ran, or after a failed start.
+ * NULL is fine.  A service whose loop was abandoned (threads still running)
+ * is not to be destroyed.
+ */
+void pd_service_destroy(pd_service_t *sv);
 
 #endif

@@ -1,14 +1,13 @@
 /*
- * `patternd serve`: wiring only.  The stages of a request are described in
- * include/pd/service.h; this file parses the options, checks the database
- * once (pd_cli_preflight), starts the writer and reader pools and the HTTP
- * server on one libuv loop, and handles the signals.
+ * `patternd serve`: wiring only.  This file parses the options, checks the
+ * database once (pd_cli_preflight), runs the service (include/pd/
+ * service.h, src/service/) on one libuv loop, and handles the signals.
  *
- * Shutdown: the first SIGTERM or SIGINT stops accepting, closes idle
- * connections and lets every request already begun finish and be answered;
- * then the pools are closed and the command returns 0.  If that takes
- * longer than --drain-timeout, or on a second signal, the process leaves
- * at once (status 1 or 130) without waiting for the threads.
+ * Shutdown: the first SIGTERM or SIGINT drains the service: it stops
+ * accepting, closes idle connections and lets every request already begun
+ * finish and be answered, then closes its pools, and the command returns
+ * 0.  If that takes longer than --drain-timeout, or on a second signal, the
+ * process leaves at once (status 1 or 130) without waiting for the threads.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -23,10 +22,6 @@
 #include "pd/options.h"
 #include "pd/proxies.h"
 #include "pd/service.h"
-#include "pd/store.h"
-#include "pd/writer.h"
-
-#define READER_QUEUE 256
 
 typedef struct serve_options {
     const char *db;
@@ -199,36 +194,18 @@ static const pd_command_t COMMAND = {
 typedef struct serve {
     serve_options_t opt;
     uv_loop_t loop;
-    pd_service_t sv;
-    pd_writer_config_t writer_cfg;
-    pd_http_server_t *metrics_http; /* --metrics-listen, or NULL */
+    pd_service_t *sv;
     pd_cli_signals_t signals;
     uv_timer_t drain_timer;
     int abandon; /* non-zero: leave at once with this status */
 } serve_t;
 
-static void on_readers_closed(void *ctx)
+/* The service drained and closed: only the signal handling and the drain timer are left. */
+static void on_stopped(void *ctx)
 {
     serve_t *s = ctx;
-    s->sv.readers = NULL;
     pd_cli_signals_close(&s->signals);
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
-}
-
-static void on_writers_closed(void *ctx)
-{
-    serve_t *s = ctx;
-    s->sv.writers = NULL;
-    pd_pool_close(s->sv.readers, on_readers_closed);
-}
-
-/* Every connection is closed, so every request taken was answered.  ctx: the service. */
-static void on_drained(void *ctx)
-{
-    serve_t *s = (serve_t *)((char *)ctx - offsetof(serve_t, sv));
-    pd_log(PD_LOG_INFO, "loop", "every request answered; stopping the workers");
-    pd_keyring_close(&s->sv.keyring);
-    pd_pool_close(s->sv.writers, on_writers_closed);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -250,141 +227,70 @@ static void on_signal(void *ctx, int signum, int count)
     }
     pd_log(PD_LOG_INFO, "loop",
            "signal %d: no longer accepting; answering the %zu open connections' requests", signum,
-           pd_http_server_connections(s->sv.http));
-    s->sv.draining = true;
+           pd_service_connections(s->sv));
     uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)s->opt.drain_timeout_ms, 0);
-    if (s->metrics_http != NULL)
-        pd_http_server_drain(s->metrics_http, NULL);
-    pd_http_server_drain(s->sv.http, on_drained);
+    pd_service_drain(s->sv, on_stopped, s);
 }
 
-/* Starts both pools; on failure, whatever started is closed again. */
-static int start_pools(serve_t *s)
+/* The service's settings, from the options; conninfo and the proxies are borrowed. */
+static pd_service_config_t service_config(const serve_options_t *o, const char *conninfo,
+                                          bool db_checked)
 {
-    pd_pool_config_t writers = {
-        .workers = s->opt.workers,
-        .queue_capacity = s->sv.queue,
-        .init = pd_writer_init,
-        .work = pd_writer_work,
-        .fini = pd_writer_fini,
-        .done = pd_service_on_batch_done,
-        .ctx = s, /* for the close callbacks; the done callbacks need none */
-        .worker_ctx = &s->writer_cfg,
+    return (pd_service_config_t){
+        .conninfo = conninfo,
+        .host = o->listen.host,
+        .port = o->listen.port,
+        .metrics_host = o->metrics_listen.host[0] != '\0' ? o->metrics_listen.host : NULL,
+        .metrics_port = o->metrics_listen.port,
+        .workers = o->workers,
+        .readers = o->readers,
+        .queue = o->queue.given ? (size_t)o->queue.n : (size_t)o->workers * 2,
+        .tenant_share = o->tenant_share,
+        .max_body = o->max_body,
+        .max_buffered = o->max_buffered,
+        .max_record = o->max_record,
+        .max_records = o->max_records,
+        .max_connections = o->max_connections,
+        .max_connections_per_client = o->max_per_client,
+        .trusted_proxies = &o->trusted_proxies,
+        .read_timeout_ms = o->read_timeout_ms,
+        .idle_timeout_ms = o->idle_timeout_ms,
+        .key_refresh_ms = (uint64_t)o->key_cache_seconds * 1000,
+        .auth_failures = o->auth_failures,
+        .async_commit = o->async_commit,
+        .retry_budget_ms = o->retry_seconds * 1000,
+        .allow_bypass = o->allow_bypass,
+        .db_checked = db_checked,
     };
-    pd_pool_config_t readers = {
-        .workers = s->opt.readers,
-        .queue_capacity = READER_QUEUE,
-        .init = pd_reader_init,
-        .work = pd_reader_work,
-        .fini = pd_reader_fini,
-        .done = pd_service_on_read_done,
-        .ctx = s,
-        .worker_ctx = &s->sv,
-    };
-    if (pd_pool_create(&s->loop, &writers, &s->sv.writers) < 0) {
-        pd_cli_fail("cannot start the writer threads");
-        return -1;
-    }
-    if (pd_pool_create(&s->loop, &readers, &s->sv.readers) < 0) {
-        pd_cli_fail("cannot start the reader threads");
-        pd_pool_close(s->sv.writers, NULL);
-        uv_run(&s->loop, UV_RUN_DEFAULT);
-        return -1;
-    }
-    return 0;
 }
 
-/* Starts the key ring (its first load); on failure closes the pools. */
-static int start_keyring(serve_t *s, uint64_t refresh_ms, const pd_auth_config_t *auth)
+/* The drain timer and the signals; on failure the service is drained. */
+static int start_signals(serve_t *s)
 {
-    if (pd_keyring_init(&s->sv.keyring, &s->sv, refresh_ms, auth) == 0)
-        return 0;
-    pd_cli_fail("out of memory");
-    pd_pool_close(s->sv.writers, on_writers_closed); /* closes the readers too */
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    return -1;
-}
-
-/* The operator's metrics address, when --metrics-listen names one. */
-static int start_metrics_http(serve_t *s, pd_error_t *err)
-{
-    if (s->opt.metrics_listen.host[0] == '\0')
-        return 0;
-    pd_http_config_t http = {
-        .host = s->opt.metrics_listen.host,
-        .port = s->opt.metrics_listen.port,
-        .max_body = 1024,
-        .max_buffered = 64 * 1024,
-        .max_connections = 16,
-        .max_connections_per_client = 16,
-        .read_timeout_ms = s->opt.read_timeout_ms,
-        .idle_timeout_ms = s->opt.idle_timeout_ms,
-        .on_request = pd_service_on_metrics_request,
-        .ctx = &s->sv,
-    };
-    return pd_http_server_create(&s->loop, &http, &s->metrics_http, err);
-}
-
-/* Starts the HTTP servers and the signal handling; on failure closes the pools. */
-static int start_http(serve_t *s)
-{
-    pd_error_t err;
-    pd_http_config_t http = {
-        .host = s->opt.listen.host,
-        .port = s->opt.listen.port,
-        .max_body = s->opt.max_body,
-        .max_buffered = s->opt.max_buffered,
-        .max_connections = s->opt.max_connections,
-        .max_connections_per_client = s->opt.max_per_client,
-        .trusted_proxies = &s->opt.trusted_proxies,
-        .read_timeout_ms = s->opt.read_timeout_ms,
-        .idle_timeout_ms = s->opt.idle_timeout_ms,
-        .on_request = pd_service_on_request,
-        .on_refused = pd_service_on_refused,
-        .ctx = &s->sv,
-    };
     int rc = uv_timer_init(&s->loop, &s->drain_timer);
     s->drain_timer.data = s;
     if (rc == 0 && (rc = pd_cli_signals_start(&s->loop, &s->signals, on_signal, s)) < 0)
         uv_close((uv_handle_t *)&s->drain_timer, NULL);
     if (rc < 0) {
         pd_cli_fail("cannot handle signals: %s", uv_strerror(rc));
-    } else if (start_metrics_http(s, &err) < 0 ||
-               pd_http_server_create(&s->loop, &http, &s->sv.http, &err) < 0) {
-        pd_cli_fail("%s", err.message);
-        rc = -1;
-    }
-    if (rc < 0) {
-        if (s->metrics_http != NULL)
-            pd_http_server_drain(s->metrics_http, NULL);
-        pd_keyring_close(&s->sv.keyring);
-        pd_pool_close(s->sv.writers, on_writers_closed); /* closes the rest too */
-        uv_run(&s->loop, UV_RUN_DEFAULT);
-        pd_http_server_destroy(s->metrics_http);
+        pd_service_drain(s->sv, NULL, NULL);
     }
     return rc;
 }
 
-static void release(serve_t *s)
+static void announce(const serve_t *s, const pd_service_config_t *cfg)
 {
-    pd_metrics_destroy(s->sv.metrics);
-    pd_keyring_release(&s->sv.keyring);
-    pd_admission_destroy(s->sv.admission);
-}
-
-static void announce(const serve_t *s)
-{
-    const char *host = s->opt.listen.host;
+    const char *host = cfg->host;
     bool v6 = strchr(host, ':') != NULL;
-    int port = pd_http_server_port(s->sv.http);
+    int port = pd_service_port(s->sv);
     pd_log(PD_LOG_INFO, "loop",
            "listening on %s:%d (%d writers, queue %zu, %d readers, max body %zu bytes)", host, port,
-           s->opt.workers, s->sv.queue, s->opt.readers, s->opt.max_body);
+           cfg->workers, cfg->queue, cfg->readers, cfg->max_body);
     printf("listening on %s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
-    if (s->metrics_http != NULL) {
-        const char *mhost = s->opt.metrics_listen.host;
+    if (cfg->metrics_host != NULL) {
+        const char *mhost = cfg->metrics_host;
         bool mv6 = strchr(mhost, ':') != NULL;
-        int mport = pd_http_server_port(s->metrics_http);
+        int mport = pd_service_metrics_port(s->sv);
         pd_log(PD_LOG_INFO, "loop", "metrics with tenant series on %s:%d", mhost, mport);
         printf("metrics on %s%s%s:%d\n", mv6 ? "[" : "", mhost, mv6 ? "]" : "", mport);
     }
@@ -399,53 +305,36 @@ int pd_cmd_serve(int argc, char **argv)
     if (status != PD_OPTIONS_RUN)
         return status;
     pd_log_set_level(s.opt.log_level);
-    s.sv = (pd_service_t){
-        .loop = &s.loop,
-        .conninfo = pd_db_conninfo(s.opt.db),
-        .queue = s.opt.queue.given ? (size_t)s.opt.queue.n : (size_t)s.opt.workers * 2,
-        .max_record = s.opt.max_record,
-        .max_records = s.opt.max_records,
-        .max_body = s.opt.max_body,
-    };
-    int checked = pd_cli_preflight(s.sv.conninfo, true, s.opt.allow_bypass, true);
+    const char *conninfo = pd_db_conninfo(s.opt.db);
+    int checked = pd_cli_preflight(conninfo, true, s.opt.allow_bypass, true);
     if (checked < 0)
         return PD_EXIT_FAIL;
-    s.sv.db_checked = checked == 0;
-    s.sv.allow_bypass = s.opt.allow_bypass;
+    pd_service_config_t cfg = service_config(&s.opt, conninfo, checked == 0);
 
     /* A client that goes away must not kill the process with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
-    if (pd_metrics_create(&s.sv.metrics) < 0 ||
-        pd_admission_create(s.sv.queue + (size_t)s.opt.workers, s.opt.tenant_share,
-                            &s.sv.admission) < 0 ||
-        uv_loop_init(&s.loop) != 0) {
+    if (pd_service_create(&cfg, &s.sv) < 0 || uv_loop_init(&s.loop) != 0) {
         pd_cli_fail("out of memory");
-        release(&s);
+        pd_service_destroy(s.sv);
         return PD_EXIT_FAIL;
     }
-    s.writer_cfg = (pd_writer_config_t){
-        .store = {.conninfo = s.sv.conninfo,
-                  .async_commit = s.opt.async_commit,
-                  .retry_budget_ms = s.opt.retry_seconds * 1000},
-        .metrics = s.sv.metrics,
-        .log = true,
-    };
     int exit_code = PD_EXIT_FAIL;
-    pd_auth_config_t auth = {.failures = s.opt.auth_failures};
-    if (start_pools(&s) == 0 &&
-        start_keyring(&s, (uint64_t)s.opt.key_cache_seconds * 1000, &auth) == 0 &&
-        start_http(&s) == 0) {
-        announce(&s);
+    pd_error_t err;
+    if (pd_service_start(s.sv, &s.loop, &err) < 0) {
+        pd_cli_fail("%s", err.message);
+        uv_run(&s.loop, UV_RUN_DEFAULT); /* until what started is closed */
+    } else if (start_signals(&s) < 0) {
+        uv_run(&s.loop, UV_RUN_DEFAULT);
+    } else {
+        announce(&s, &cfg);
         uv_run(&s.loop, UV_RUN_DEFAULT);
         if (s.abandon)
             return s.abandon | PD_EXIT_NOW;
-        pd_http_server_destroy(s.sv.http);
-        pd_http_server_destroy(s.metrics_http);
         pd_log(PD_LOG_INFO, "loop", "stopped");
         exit_code = PD_EXIT_OK;
     }
     if (uv_loop_close(&s.loop) != 0)
         pd_log(PD_LOG_WARN, "loop", "handles still open at exit");
-    release(&s);
+    pd_service_destroy(s.sv);
     return exit_code;
 }

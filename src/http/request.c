@@ -1,96 +1,99 @@
 /*
- * One HTTP request on a connection: parsing it (libhttp-parser callbacks),
- * handing it to the handler when its headers are complete, and streaming
- * its body to the handler's sink once the handler asks for it.
+ * One request as llhttp parses it; see request.h.
  *
- * Thread: the loop thread.  The parser is paused (http_parser_pause) when
- * the headers of a request with a body are complete, when a request is
- * complete and when a limit is hit, so that no callback runs for bytes
- * the server is not ready to take: the rest waits in `pending` or in the
- * socket.
+ * llhttp calls back as the bytes go by.  The callbacks keep the URL and the
+ * kept headers, count the head's bytes and the body's, and hand body bytes
+ * to the sink.  Where the connection must decide something, a callback
+ * pauses the parser (HPE_PAUSED: at a request's first byte, at the end of
+ * the head of a request with a body, at the end of a request), and
+ * pd__request_parse() reports where it stopped.  A limit hit inside a data
+ * callback is an error for llhttp (HPE_USER), after which the parser takes
+ * nothing more: the request is answered and the connection closed.
+ *
+ * Thread: the connection's (the loop thread).
  */
-#include <stdio.h>
+#include "request.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "conn.h"
+static const char *const HEADER_NAMES[PD__H_COUNT] = {
+    "authorization", "content-type", "content-encoding", "expect", "x-forwarded-for"};
 
-static const char *const HEADER_NAMES[H_COUNT] = {"authorization", "content-type",
-                                                  "content-encoding", "expect", "x-forwarded-for"};
-
-void pd__http_reset_request(conn_t *c)
+static pd_http_request_t *request_of(llhttp_t *p)
 {
-    pd_http_request_t *r = &c->req;
-    for (int h = 0; h < H_COUNT; h++)
-        free(r->headers[h]);
-    c->server->buffered -= r->body_received;
-    memset(r, 0, sizeof(*r));
-    r->conn = c;
-    c->begun = c->headers_done = c->complete = c->in_value = false;
-    c->early_status = 0;
-    c->header = H_NONE;
-    c->field_len = 0;
+    return p->data;
 }
 
-static int limit_hit(http_parser *p, int status)
+/* A limit is hit in a data callback: llhttp stops with HPE_USER and the request is refused. */
+static int refuse(pd_http_request_t *r, int status)
 {
-    conn_t *c = p->data;
-    if (c->early_status == 0)
-        c->early_status = status;
-    http_parser_pause(p, 1);
+    if (r->refusal == 0)
+        r->refusal = status;
+    return HPE_USER;
+}
+
+/* Counts bytes of the head; false once it is past PD__HEAD_MAX. */
+static bool head_fits(pd_http_request_t *r, size_t len)
+{
+    r->head_bytes += len;
+    return r->head_bytes <= PD__HEAD_MAX;
+}
+
+/* Pauses the parser at where; pd__request_parse() reports it. */
+static int pause_at(pd_http_request_t *r, pd__parse_t where)
+{
+    r->paused_at = where;
+    return HPE_PAUSED;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    return pause_at(request_of(p), PD__PARSE_BEGUN); /* the connection starts its timer */
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    pd_http_request_t *r = request_of(p);
+    if (r->url_len + len > PD__URL_MAX)
+        return refuse(r, 414);
+    if (!head_fits(r, len))
+        return refuse(r, 431);
+    memcpy(r->url + r->url_len, at, len);
+    r->url_len += len;
     return 0;
 }
 
-static int on_message_begin(http_parser *p)
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-    conn_t *c = p->data;
-    c->begun = true;
-    pd__http_start_timer(c, c->server->cfg.read_timeout_ms);
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    conn_t *c = p->data;
-    if (c->req.url_len + len > URL_MAX)
-        return limit_hit(p, 414);
-    memcpy(c->req.url + c->req.url_len, at, len);
-    c->req.url_len += len;
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    conn_t *c = p->data;
-    if (c->in_value) {
-        c->in_value = false;
-        c->field_len = 0;
-    }
+    pd_http_request_t *r = request_of(p);
+    if (!head_fits(r, len))
+        return refuse(r, 431);
     /* Names longer than any kept header's are kept only as "too long": not ours. */
-    size_t room = FIELD_MAX - c->field_len;
+    size_t room = PD__FIELD_MAX - r->field_len;
     size_t n = len < room ? len : room;
-    memcpy(c->field + c->field_len, at, n);
-    c->field_len += n;
+    memcpy(r->field + r->field_len, at, n);
+    r->field_len += n;
     return 0;
 }
 
-/* Which kept header the field just read names, or H_NONE. */
-static int kept_header(const conn_t *c)
+/* Which kept header the field just read names, or PD__H_NONE. */
+static pd__header_t kept_header(const pd_http_request_t *r)
 {
-    for (int h = 0; h < H_COUNT; h++) {
-        if (c->field_len == strlen(HEADER_NAMES[h]) &&
-            strncasecmp(c->field, HEADER_NAMES[h], c->field_len) == 0)
-            return h;
+    for (int h = 0; h < PD__H_COUNT; h++) {
+        if (r->field_len == strlen(HEADER_NAMES[h]) &&
+            strncasecmp(r->field, HEADER_NAMES[h], r->field_len) == 0)
+            return (pd__header_t)h;
     }
-    return H_NONE;
+    return PD__H_NONE;
 }
 
 /* Appends len bytes to kept header h; 0, or the status that refuses the request. */
-static int append_value(pd_http_request_t *r, int h, const char *at, size_t len)
+static int append_value(pd_http_request_t *r, pd__header_t h, const char *at, size_t len)
 {
     size_t have = r->header_len[h];
-    if (have + len > HEADER_VALUE_MAX)
+    if (have + len > PD__HEADER_VALUE_MAX)
         return 431;
     char *grown = realloc(r->headers[h], have + len + 1);
     if (grown == NULL)
@@ -102,213 +105,186 @@ static int append_value(pd_http_request_t *r, int h, const char *at, size_t len)
     return 0;
 }
 
-static int on_header_value(http_parser *p, const char *at, size_t len)
+/*
+ * The first bytes of a header's value: which kept header it is, if any.
+ * A header whose value is empty never gets here, so it counts as absent.
+ */
+static int begin_value(pd_http_request_t *r)
 {
-    conn_t *c = p->data;
-    pd_http_request_t *r = &c->req;
-    if (!c->in_value) {
-        c->in_value = true;
-        c->header = kept_header(c);
-        if (c->header == H_FORWARDED_FOR && r->headers[c->header] != NULL) {
-            /* Several X-Forwarded-For headers make one list, in order (RFC 9110, 5.3). */
-            int status = append_value(r, c->header, ",", 1);
-            if (status != 0)
-                return limit_hit(p, status);
-        } else if (c->header != H_NONE && r->headers[c->header] != NULL) {
-            return limit_hit(p, 400); /* the same kept header twice: ambiguous */
-        } else if (c->header != H_NONE && (r->headers[c->header] = calloc(1, 1)) == NULL) {
-            return limit_hit(p, 503);
-        }
-    }
-    if (c->header == H_NONE)
+    r->header = kept_header(r);
+    r->field_len = 0;
+    if (r->header == PD__H_NONE || r->headers[r->header] == NULL)
         return 0;
-    int status = append_value(r, c->header, at, len);
-    return status != 0 ? limit_hit(p, status) : 0;
+    /* Several X-Forwarded-For headers make one list, in order (RFC 9110, 5.3). */
+    if (r->header == PD__H_FORWARDED_FOR)
+        return append_value(r, r->header, ",", 1);
+    return 400; /* the same kept header twice: ambiguous */
 }
 
-static int on_headers_complete(http_parser *p)
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
-    conn_t *c = p->data;
-    pd_http_request_t *r = &c->req;
-    r->method = http_method_str((enum http_method)p->method);
-    bool chunked = (p->flags & F_CHUNKED) != 0;
-    bool length = p->content_length != ULLONG_MAX && p->content_length > 0;
-    r->has_body = chunked || length;
-    r->content_length = length ? p->content_length : 0;
-    if (r->content_length > c->server->cfg.max_body)
-        return limit_hit(p, 413);
-    c->headers_done = true;
-    if (r->has_body)
-        http_parser_pause(p, 1); /* the handler decides whether to read it */
+    pd_http_request_t *r = request_of(p);
+    if (!head_fits(r, len))
+        return refuse(r, 431);
+    if (r->field_len > 0) {
+        int status = begin_value(r);
+        if (status != 0)
+            return refuse(r, status);
+    }
+    if (r->header == PD__H_NONE)
+        return 0;
+    int status = append_value(r, r->header, at, len);
+    return status != 0 ? refuse(r, status) : 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    pd_http_request_t *r = request_of(p);
+    r->field_len = 0;
+    r->header = PD__H_NONE;
+    /* The separator and the line's end: so a flood of empty headers is bounded too. */
+    if (!head_fits(r, 4)) {
+        r->refusal = 431;
+        return -1;
+    }
     return 0;
 }
 
-static int on_body(http_parser *p, const char *at, size_t len)
+/* The URL is whole: split into path and query. */
+static void split_url(pd_http_request_t *r)
 {
-    conn_t *c = p->data;
-    pd_http_request_t *r = &c->req;
-    pd_http_server_t *s = c->server;
-    if (r->body_received + len > s->cfg.max_body)
-        return limit_hit(p, 413);
-    if (s->buffered + len > s->cfg.max_buffered)
-        return limit_hit(p, 503);
-    r->body_received += len;
-    s->buffered += len;
-    /* The bytes are in the server's read buffer or in `pending`: both writable. */
-    int status = r->sink.data(r->sink.ctx, (char *)at, len);
-    return status != 0 ? limit_hit(p, status) : 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    conn_t *c = p->data;
-    c->complete = true;
-    c->keep_alive = http_should_keep_alive(p) != 0;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-void pd__http_settings_init(http_parser_settings *settings)
-{
-    http_parser_settings_init(settings);
-    settings->on_message_begin = on_message_begin;
-    settings->on_url = on_url;
-    settings->on_header_field = on_header_field;
-    settings->on_header_value = on_header_value;
-    settings->on_headers_complete = on_headers_complete;
-    settings->on_body = on_body;
-    settings->on_message_complete = on_message_complete;
-}
-
-/* Hands a request whose headers are complete to the handler. */
-static void dispatch(conn_t *c)
-{
-    pd_http_server_t *s = c->server;
-    pd_http_request_t *r = &c->req;
-    pd__http_stop_reading(c);
-    uv_timer_stop(&c->timer);
-    c->state = C_HANDLING;
     r->url[r->url_len] = '\0';
     char *q = strchr(r->url, '?');
     if (q != NULL)
         *q++ = '\0';
-    r->query = q != NULL ? q : "";
-    r->id = ++s->next_id;
-    if (r->url[0] != '/') {
-        pd__http_answer_error(c, 400); /* only origin-form targets: "/path?query" */
-        return;
-    }
-    if (c->proxied) {
-        /* Behind a trusted proxy the request names its client, and the limit counts it. */
-        pd_proxies_client(s->cfg.trusted_proxies, c->peer, r->headers[H_FORWARDED_FOR], c->client,
-                          sizeof(c->client));
-        if (s->cfg.max_connections_per_client > 0 &&
-            pd__http_client_connections(c) > s->cfg.max_connections_per_client) {
-            pd__http_answer_error(c, 429);
-            return;
-        }
-    }
-    c->held = true;
-    s->cfg.on_request(s->cfg.ctx, r);
+    r->query = q;
 }
 
-void pd__http_end_body(conn_t *c, int status)
+static int on_headers_complete(llhttp_t *p)
 {
-    pd_http_request_t *r = &c->req;
-    pd__http_stop_reading(c);
-    uv_timer_stop(&c->timer);
-    if (c->state == C_BODY)
-        c->state = C_HANDLING;
-    r->sink.end(r->sink.ctx, status);
-}
-
-/* Keeps the bytes the parser did not take, for when the connection reads on. */
-static bool keep_pending(conn_t *c, const char *data, size_t len)
-{
-    if (len == 0)
-        return true;
-    c->pending = malloc(len);
-    if (c->pending == NULL) {
-        pd__http_close_conn(c);
-        return false;
+    pd_http_request_t *r = request_of(p);
+    split_url(r);
+    r->method = llhttp_method_name((llhttp_method_t)p->method);
+    bool chunked = (p->flags & F_CHUNKED) != 0;
+    bool length = (p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0;
+    r->has_body = chunked || length;
+    r->content_length = length ? p->content_length : 0;
+    if (r->content_length > r->limits->max_body) {
+        r->refusal = 413;
+        return -1;
     }
-    memcpy(c->pending, data, len);
-    c->pending_len = len;
-    return true;
+    /* A request with a body stops here: the handler decides whether to read it. */
+    return r->has_body ? pause_at(r, PD__PARSE_HEAD) : 0;
 }
 
-void pd__http_parse(conn_t *c, const char *data, size_t len)
+static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    bool in_body = c->state == C_BODY;
-    size_t n = http_parser_execute(&c->parser, &c->server->settings, data, len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    pd_http_request_t *r = request_of(p);
+    const pd__request_limits_t *lim = r->limits;
+    if (r->body_received + len > lim->max_body)
+        return refuse(r, 413);
+    if (*lim->buffered + len > lim->max_buffered)
+        return refuse(r, 503);
+    r->body_received += len;
+    *lim->buffered += len;
+    /* The bytes are in the connection's read buffer or its pending copy: both writable. */
+    int status = r->sink.data(r->sink.ctx, (char *)at, len);
+    return status != 0 ? refuse(r, status) : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    pd_http_request_t *r = request_of(p);
+    r->keep_alive = llhttp_should_keep_alive(p) != 0;
+    return pause_at(r, PD__PARSE_DONE);
+}
+
+/* Every other callback is left out: llhttp skips what has none. */
+static const llhttp_settings_t SETTINGS = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void pd__request_init(pd_http_request_t *req, struct pd__conn *conn,
+                      const pd__request_limits_t *limits)
+{
+    memset(req, 0, sizeof(*req));
+    req->conn = conn;
+    req->limits = limits;
+    req->header = PD__H_NONE;
+    llhttp_init(&req->parser, HTTP_REQUEST, &SETTINGS);
+    req->parser.data = req;
+}
+
+void pd__request_reset(pd_http_request_t *req)
+{
+    for (int h = 0; h < PD__H_COUNT; h++) {
+        free(req->headers[h]);
+        req->headers[h] = NULL;
+        req->header_len[h] = 0;
+    }
+    *req->limits->buffered -= req->body_received;
+    req->body_received = 0;
+    req->id = 0;
+    req->method = NULL;
+    req->url_len = 0;
+    req->url[0] = '\0';
+    req->query = NULL;
+    req->field_len = 0;
+    req->header = PD__H_NONE;
+    req->head_bytes = 0;
+    req->refusal = 0;
+    req->paused_at = PD__PARSE_MORE;
+    req->has_body = false;
+    req->content_length = 0;
+    req->keep_alive = false;
+    req->sink = (pd_http_body_sink_t){0};
+}
+
+pd__parse_t pd__request_parse(pd_http_request_t *req, const char *data, size_t len, size_t *used,
+                              int *status)
+{
+    llhttp_t *p = &req->parser;
+    if (llhttp_get_errno(p) == HPE_PAUSED)
+        llhttp_resume(p);
+    llhttp_errno_t e = llhttp_execute(p, data, len);
+    if (e == HPE_PAUSED_UPGRADE) {
+        /* No protocol is switched to: what follows an Upgrade request is the next request. */
+        size_t at = (size_t)(llhttp_get_error_pos(p) - data);
+        llhttp_resume_after_upgrade(p);
+        e = llhttp_execute(p, data + at, len - at);
+    }
+    *used = e == HPE_OK ? len : (size_t)(llhttp_get_error_pos(p) - data);
+    *status = 0;
     if (e == HPE_OK)
-        return;
+        return PD__PARSE_MORE;
     if (e != HPE_PAUSED) {
-        c->begun = true;
-        int status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
-        if (in_body)
-            pd__http_end_body(c, status);
-        else
-            pd__http_answer_error(c, status);
-        return;
+        /* A limit, or a malformed request (llhttp keeps no limit on the head: ours is 431). */
+        *status = req->refusal != 0 ? req->refusal : 400;
+        return PD__PARSE_REFUSED;
     }
-    if (c->early_status != 0) {
-        if (in_body)
-            pd__http_end_body(c, c->early_status);
-        else
-            pd__http_answer_error(c, c->early_status);
-        return;
-    }
-    if (!keep_pending(c, data + n, len - n))
-        return;
-    if (in_body)
-        pd__http_end_body(c, 0); /* the message is complete */
-    else
-        dispatch(c);
+    return req->paused_at;
 }
 
-void pd_http_read_body(pd_http_request_t *req, const pd_http_body_sink_t *sink)
+const char *pd__request_header(const pd_http_request_t *req, pd__header_t h)
 {
-    static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    conn_t *c = req->conn;
-    req->sink = *sink;
-    if (c->peer_gone || c->state != C_HANDLING) {
-        req->sink.end(req->sink.ctx, -1);
-        return;
-    }
-    const char *expect = req->headers[H_EXPECT];
-    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && c->parser.http_major == 1 &&
-        c->parser.http_minor >= 1) {
-        uv_buf_t buf = uv_buf_init((char *)CONTINUE, sizeof(CONTINUE) - 1);
-        c->continue_req.data = c;
-        if (uv_write(&c->continue_req, (uv_stream_t *)&c->tcp, &buf, 1, NULL) != 0) {
-            pd__http_close_conn(c);
-            return;
-        }
-    }
-    c->state = C_BODY;
-    pd__http_start_timer(c, c->server->cfg.read_timeout_ms);
-    pd__http_resume(c);
+    return req->headers[h];
 }
 
-void pd__http_resume(conn_t *c)
+bool pd__request_expects_continue(const pd_http_request_t *req)
 {
-    conn_state_t state = c->state;
-    http_parser_pause(&c->parser, 0);
-    if (c->pending != NULL) {
-        char *data = c->pending;
-        size_t len = c->pending_len;
-        c->pending = NULL;
-        c->pending_len = 0;
-        pd__http_parse(c, data, len);
-        free(data);
-    }
-    if (c->state == state)
-        pd__http_start_reading(c);
+    const char *expect = req->headers[PD__H_EXPECT];
+    return expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
+           req->parser.http_major == 1 && req->parser.http_minor >= 1;
 }
 
-/* --- request accessors ------------------------------------------------------ */
+/* --- what a handler reads (include/pd/http.h) --------------------------------- */
 
 const char *pd_http_method(const pd_http_request_t *req)
 {
@@ -327,22 +303,17 @@ const char *pd_http_query(const pd_http_request_t *req)
 
 const char *pd_http_authorization(const pd_http_request_t *req)
 {
-    return req->headers[H_AUTHORIZATION];
+    return req->headers[PD__H_AUTHORIZATION];
 }
 
 const char *pd_http_content_type(const pd_http_request_t *req)
 {
-    return req->headers[H_CONTENT_TYPE];
+    return req->headers[PD__H_CONTENT_TYPE];
 }
 
 const char *pd_http_content_encoding(const pd_http_request_t *req)
 {
-    return req->headers[H_CONTENT_ENCODING];
-}
-
-const char *pd_http_client(const pd_http_request_t *req)
-{
-    return req->conn->client;
+    return req->headers[PD__H_CONTENT_ENCODING];
 }
 
 bool pd_http_has_body(const pd_http_request_t *req)

@@ -1,5 +1,5 @@
 /*
- * The key ring; see include/pd/keyring.h.  Loop thread.
+ * The key ring; see keyring.h.  Loop thread.
  *
  * One load job exists, reused: a load is either running (with a reader)
  * or not, and a wish for another (`wanted`) is kept until the running one
@@ -8,20 +8,14 @@
  * the requests that arrived before it started: for those, its table is
  * newer than their key.
  */
-#include "pd/keyring.h"
+#include "keyring.h"
 
 #include <stdlib.h>
 
 #include "pd/log.h"
-#include "pd/service.h"
 
-/* The load job; the ring's `load` points to its rj, so the done callback finds the ring. */
-typedef struct load {
-    pd_read_job_t rj; /* first */
-    pd_keyring_t *ring;
-} load_t;
-
-static void start_load(pd_keyring_t *ring);
+static void start_load(pd__keyring_t *ring);
+static void on_loaded(pd__reader_job_t *job);
 
 static void on_soon(uv_timer_t *t)
 {
@@ -29,14 +23,14 @@ static void on_soon(uv_timer_t *t)
 }
 
 /* Starts a load now if allowed, else as soon as allowed. */
-static void want_load(pd_keyring_t *ring)
+static void want_load(pd__keyring_t *ring)
 {
     if (ring->loading) {
         ring->wanted = true;
         return;
     }
-    uint64_t now = uv_now(ring->sv->loop);
-    uint64_t next = ring->last_start_ms + PD_KEYRING_MIN_INTERVAL_MS;
+    uint64_t now = uv_now(ring->loop);
+    uint64_t next = ring->last_start_ms + PD__KEYRING_MIN_INTERVAL_MS;
     if (ring->loads_started == 0 || now >= next)
         start_load(ring);
     else if (!uv_is_active((uv_handle_t *)&ring->soon))
@@ -48,69 +42,68 @@ static void on_periodic(uv_timer_t *t)
     want_load(t->data);
 }
 
-static void start_load(pd_keyring_t *ring)
+static void start_load(pd__keyring_t *ring)
 {
-    pd_service_t *sv = ring->sv;
-    if (ring->loading || sv->readers == NULL)
+    if (ring->loading || ring->readers == NULL)
         return;
     uv_timer_stop(&ring->soon);
-    *ring->load = (pd_read_job_t){.kind = PD_READ_KEYS, .check_db = !sv->db_checked};
+    ring->load = (pd__reader_job_t){
+        .kind = PD__READER_KEYS, .check_db = !ring->db_checked, .done = on_loaded, .owner = ring};
     ring->loading = true;
     ring->wanted = false;
     ring->loads_started++;
-    ring->last_start_ms = uv_now(sv->loop);
+    ring->last_start_ms = uv_now(ring->loop);
     /* Ahead of the queued reads: requests may be waiting for it. */
-    pd_pool_submit_first(sv->readers, &ring->load->job);
+    pd_pool_submit_first(ring->readers, &ring->load.job);
 }
 
-int pd_keyring_init(pd_keyring_t *ring, pd_service_t *sv, uint64_t refresh_ms,
-                    const pd_auth_config_t *auth_cfg)
+int pd__keyring_init(pd__keyring_t *ring, uv_loop_t *loop, pd_pool_t *readers, uint64_t refresh_ms,
+                     const pd_auth_config_t *auth_cfg, bool db_checked)
 {
-    *ring = (pd_keyring_t){.sv = sv, .refresh_ms = refresh_ms};
-    load_t *load = calloc(1, sizeof(*load));
-    if (load == NULL || pd_auth_create(auth_cfg, &ring->auth) < 0) {
-        free(load);
+    *ring = (pd__keyring_t){
+        .loop = loop, .readers = readers, .refresh_ms = refresh_ms, .db_checked = db_checked};
+    if (pd_auth_create(auth_cfg, &ring->auth) < 0)
         return PD_ENOMEM;
-    }
-    load->ring = ring;
-    ring->load = &load->rj;
-    uv_timer_init(sv->loop, &ring->periodic);
-    uv_timer_init(sv->loop, &ring->soon);
+    uv_timer_init(loop, &ring->periodic);
+    uv_timer_init(loop, &ring->soon);
     ring->periodic.data = ring->soon.data = ring;
     uv_timer_start(&ring->periodic, on_periodic, refresh_ms, refresh_ms);
     start_load(ring);
     return PD_OK;
 }
 
-void pd_keyring_close(pd_keyring_t *ring)
+void pd__keyring_close(pd__keyring_t *ring)
 {
-    ring->sv = NULL; /* nothing starts any more */
+    ring->readers = NULL; /* nothing starts any more */
     uv_close((uv_handle_t *)&ring->periodic, NULL);
     uv_close((uv_handle_t *)&ring->soon, NULL);
 }
 
-void pd_keyring_release(pd_keyring_t *ring)
+void pd__keyring_release(pd__keyring_t *ring)
 {
-    if (ring->load != NULL)
-        pd_keys_entries_free(ring->load->keys, ring->load->n_keys);
-    free((load_t *)ring->load);
+    pd_keys_entries_free(ring->load.keys, ring->load.n_keys);
     pd_auth_destroy(ring->auth);
-    *ring = (pd_keyring_t){0};
+    *ring = (pd__keyring_t){0};
+}
+
+bool pd__keyring_db_checked(const pd__keyring_t *ring)
+{
+    return ring->db_checked;
 }
 
 /* Answers a key that is not valid: 401, or 429 once its client used up its failed checks. */
-static void refuse(pd_keyring_t *ring, pd_call_t *call)
+static void refuse(pd__keyring_t *ring, pd__call_t *call)
 {
-    uint64_t now = uv_now(call->sv->loop);
+    uint64_t now = uv_now(ring->loop);
     if (pd_auth_failed(ring->auth, pd_http_client(call->req), now))
-        pd_call_fail(call, 429, "too many failed API key checks from this client; retry later");
+        pd__call_fail(call, 429, "too many failed API key checks from this client; retry later");
     else
-        pd_call_fail(call, 401, "unknown or revoked API key");
+        pd__call_fail(call, 401, "unknown or revoked API key");
 }
 
-void pd_keyring_authenticate(pd_keyring_t *ring, pd_call_t *call)
+void pd__keyring_authenticate(pd__keyring_t *ring, pd__call_t *call)
 {
-    switch (pd_auth_check(ring->auth, &call->rj.key)) {
+    switch (pd_auth_check(ring->auth, &call->key)) {
     case PD_AUTH_VALID:
         call->authorized(call);
         return;
@@ -120,8 +113,8 @@ void pd_keyring_authenticate(pd_keyring_t *ring, pd_call_t *call)
     case PD_AUTH_UNKNOWN:
         break;
     }
-    if (ring->sv == NULL) { /* stopping: no load will come */
-        pd_call_fail(call, 503, "shutting down");
+    if (ring->readers == NULL) { /* stopping: no load will come */
+        pd__call_fail(call, 503, "shutting down");
         return;
     }
     call->wait_after = ring->loads_started;
@@ -136,31 +129,32 @@ void pd_keyring_authenticate(pd_keyring_t *ring, pd_call_t *call)
 }
 
 /* Settles the waiting requests that arrived before load number `load` started. */
-static void settle_waiting(pd_keyring_t *ring, uint64_t load, bool loaded)
+static void settle_waiting(pd__keyring_t *ring, uint64_t load, bool loaded)
 {
     while (ring->waiting != NULL && ring->waiting->wait_after < load) {
-        pd_call_t *call = ring->waiting;
+        pd__call_t *call = ring->waiting;
         ring->waiting = call->next_waiting;
         if (ring->waiting == NULL)
             ring->waiting_tail = NULL;
         ring->n_waiting--;
         if (!loaded)
-            pd_call_fail(call, 503, "the database is unavailable; retry later");
-        else if (pd_auth_check(ring->auth, &call->rj.key) == PD_AUTH_VALID)
+            pd__call_fail(call, 503, "the database is unavailable; retry later");
+        else if (pd_auth_check(ring->auth, &call->key) == PD_AUTH_VALID)
             call->authorized(call);
         else
             refuse(ring, call);
     }
 }
 
-void pd_keyring_on_loaded(pd_read_job_t *job)
+/* The readers' done callback of the load job. */
+static void on_loaded(pd__reader_job_t *job)
 {
-    pd_keyring_t *ring = ((load_t *)job)->ring;
+    pd__keyring_t *ring = job->owner;
     ring->loading = false;
     bool loaded = job->rc == PD_OK;
-    if (loaded && job->check_db && ring->sv != NULL && !ring->sv->db_checked) {
+    if (loaded && job->check_db && !ring->db_checked) {
         pd_log(PD_LOG_INFO, "keys", "the database is reachable and checked: serving");
-        ring->sv->db_checked = true;
+        ring->db_checked = true;
     }
     if (loaded && pd_auth_replace(ring->auth, job->keys, job->n_keys) < 0) {
         pd_log(PD_LOG_ERROR, "keys", "out of memory: keeping the key table loaded before");
@@ -172,6 +166,6 @@ void pd_keyring_on_loaded(pd_read_job_t *job)
     job->keys = NULL;
     job->n_keys = 0;
     settle_waiting(ring, ring->loads_started, loaded);
-    if (ring->sv != NULL && (ring->wanted || ring->waiting != NULL))
+    if (ring->readers != NULL && (ring->wanted || ring->waiting != NULL))
         want_load(ring);
 }
