@@ -42,7 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "detect_internal.h"
+#include "files.h"
+#include "text.h"
 #include "pd/error.h"
 
 const char *const pd_detect_keywords[PD_KEYWORD_COUNT] = {

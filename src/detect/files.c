@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "detect_internal.h"
+#include "files.h"
+#include "text.h"
 #include "pd/error.h"
 
 static int add_file(pd_detection_t *det, size_t off, size_t len)

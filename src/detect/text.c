@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "detect_internal.h"
+#include "text.h"
 #include "pd/error.h"
 
 /* ---- Whitespace ---------------------------------------------------------------- */

@@ -1,14 +1,15 @@
 /*
- * What the pieces of the detector share (private to src/detect/): the
- * character classes and substring search of text.c, the needle index that
- * answers all of a text's substring questions in one pass, and the file
- * scanner of files.c.  See detect.c for the design.
+ * Text for the detector (private to src/detect/, defined by text.c): the
+ * character classes and substring search, lower-casing and counting, and
+ * the needle index that answers all of a text's substring questions in one
+ * pass.  See detect.c for the design.
  *
- * The small character tests are inline here: the file scanner asks them of
- * every character of a path, and a call each would show in the benchmark.
+ * The small character tests are inline here: the file scanner (files.c)
+ * asks them of every character of a path, and a call each would show in
+ * the benchmark.
  */
-#ifndef PD_DETECT_INTERNAL_H
-#define PD_DETECT_INTERNAL_H
+#ifndef PD_DETECT_TEXT_H
+#define PD_DETECT_TEXT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -134,23 +135,5 @@ uint64_t pd__find_needles(const struct needle_index *index, const char *s, size_
  * Returns 0 or PD_ENOMEM (*buf is then unchanged).
  */
 int pd__reserve(void **buf, size_t *cap, size_t need, size_t elem);
-
-/* ---- Files mentioned (files.c) ------------------------------------------------ */
-
-/* Which of the six file regexes can match: the lower-cased text holds their literal. */
-enum {
-    FILES_APP_DIR = 1 << 0,
-    FILES_TEST = 1 << 1,
-    FILES_SRC_DIR = 1 << 2,
-    FILES_DOT_PY = 1 << 3,
-    FILES_DOT_TS = 1 << 4,
-    FILES_DOT_JS = 1 << 5
-};
-
-/*
- * SPEC §2.5 files_mentioned of the nl_input s (original case) into
- * det->files, trying only the regexes in candidates.  Returns 0 or PD_ENOMEM.
- */
-int pd__find_files(pd_detection_t *det, const char *s, size_t len, unsigned candidates);
 
 #endif
