@@ -2,8 +2,13 @@
  * pd_gen: a seeded generator of realistic multi-tenant workflow records,
  * streamed as NDJSON to stdout in constant memory.
  *
- *   pd_gen [--count N] [--tenants T] [--seed S] [--days D]
+ *   pd_gen [--count N] [--tenants T] [--seed S] [--days D] [--versions]
  *
+ * With --versions every workflow is written three times, as its source
+ * table would be exported while it runs (docs/spec.md §3.4): pending (no
+ * numbers yet), running (a third of its tokens and cost), then completed
+ * or failed, each with a later updated_at; the 3N records are shuffled
+ * within a window of a few thousand, so later versions often arrive first.
  * The same arguments always produce the same bytes.  Requests mix the
  * recurring operations patternd looks for (tests, builds, linting, git,
  * dependencies, docs) with one-off work, in English and a few other
@@ -16,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const REQUESTS[] = {
     "Run the backend tests",
@@ -104,16 +110,78 @@ static double lognormal(double m, double sigma)
 
 static void usage(FILE *f)
 {
-    fputs("usage: pd_gen [--count N] [--tenants T] [--seed S] [--days D]\n"
+    fputs("usage: pd_gen [--count N] [--tenants T] [--seed S] [--days D] [--versions]\n"
           "Writes N (default 10000) NDJSON workflow records for T tenants (default 8),\n"
-          "with event times spread over D days (default 29), reproducibly for seed S.\n",
+          "with event times spread over D days (default 29), reproducibly for seed S.\n"
+          "--versions: three versions of each (pending, running, final), shuffled.\n",
           f);
+}
+
+/* --versions: records wait in a window and leave it in a random order. */
+#define WINDOW 3000
+static char *window[WINDOW];
+static size_t in_window;
+
+static void emit(char *line)
+{
+    if (in_window < WINDOW) {
+        window[in_window++] = line;
+        return;
+    }
+    size_t k = pick(WINDOW);
+    fputs(window[k], stdout);
+    free(window[k]);
+    window[k] = line;
+}
+
+static void drain(void)
+{
+    while (in_window > 0) {
+        size_t k = pick(in_window);
+        fputs(window[k], stdout);
+        free(window[k]);
+        window[k] = window[--in_window];
+    }
+}
+
+/* An updated_at as SQLite stores it: "YYYY-MM-DD HH:MM:SS", UTC (static storage). */
+static const char *version_text(long long t)
+{
+    static char out[32];
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, sizeof(out), "%Y-%m-%d %H:%M:%S", &tm);
+    return out;
+}
+
+static void print_record(FILE *to, unsigned long long seed, long long n, int tenant,
+                         const char *request, const char *tmpl, const char *error, double duration,
+                         int retries, int error_count, long long tokens, double cost,
+                         const char *start, const char *updated, const char *status)
+{
+    fprintf(to,
+            "{\"workflow_id\": \"wf-%llu-%09lld\", \"tenant_id\": \"tenant-%02d\", "
+            "\"nl_input\": \"%s\", \"workflow_template\": \"%s\", ",
+            seed, n, tenant, request, tmpl);
+    if (error)
+        fprintf(to, "\"error_message\": \"%s\", ", error);
+    else
+        fputs("\"error_message\": null, ", to);
+    fprintf(to,
+            "\"duration_seconds\": %.3f, \"retry_count\": %d, \"error_count\": %d, "
+            "\"total_tokens\": %lld, \"actual_cost_total\": %.6f, \"start_time\": \"%s\"",
+            duration, retries, error_count, tokens, cost, start);
+    if (updated != NULL)
+        fprintf(to, ", \"updated_at\": \"%s\", \"status\": \"%s\"", updated, status);
+    fputs("}\n", to);
 }
 
 int main(int argc, char **argv)
 {
     long long count = 10000;
     int tenants = 8, days = 29;
+    bool versions = false;
     unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -129,6 +197,9 @@ int main(int argc, char **argv)
             seed = strtoull(v, NULL, 10);
         } else if (v && strcmp(a, "--days") == 0) {
             days = atoi(v);
+        } else if (strcmp(a, "--versions") == 0) {
+            versions = true;
+            continue;
         } else {
             usage(stderr);
             return 2;
@@ -168,18 +239,31 @@ int main(int argc, char **argv)
         int month = (int)(mp < 10 ? mp + 3 : mp - 9);
         long long year = yoe + era * 400 + (month <= 2);
 
-        printf("{\"workflow_id\": \"wf-%llu-%09lld\", \"tenant_id\": \"tenant-%02d\", "
-               "\"nl_input\": \"%s\", \"workflow_template\": \"%s\", ",
-               seed, n, tenant, request, tmpl);
-        if (error)
-            printf("\"error_message\": \"%s\", ", error);
-        else
-            fputs("\"error_message\": null, ", stdout);
-        printf("\"duration_seconds\": %.3f, \"retry_count\": %d, \"error_count\": %d, "
-               "\"total_tokens\": %lld, \"actual_cost_total\": %.6f, "
-               "\"start_time\": \"%04lld-%02d-%02dT%02lld:%02lld:%02lldZ\"}\n",
-               duration, retries, error_count, tokens, cost, year, month, day, h / 3600,
-               h / 60 % 60, h % 60);
+        char start[48];
+        snprintf(start, sizeof(start), "%04lld-%02d-%02dT%02lld:%02lld:%02lldZ", year, month, day,
+                 h / 3600, h / 60 % 60, h % 60);
+        if (!versions) {
+            print_record(stdout, seed, n, tenant, request, tmpl, error, duration, retries,
+                         error_count, tokens, cost, start, NULL, NULL);
+            continue;
+        }
+        /* pending, running, then final: updated_at 1 s, 60 s, then the duration after start */
+        static const char *const STATUS[] = {"pending", "running", NULL};
+        long long after[] = {1, 60, 60 + (long long)duration};
+        for (int k = 0; k < 3; k++) {
+            char *line = NULL;
+            size_t len = 0;
+            FILE *mem = open_memstream(&line, &len);
+            const char *status = STATUS[k] != NULL ? STATUS[k] : (error ? "failed" : "completed");
+            double share = k == 0 ? 0 : k == 1 ? 1.0 / 3 : 1;
+            print_record(mem, seed, n, tenant, request, tmpl, k == 2 ? error : NULL,
+                         k == 2 ? duration : 0, k == 2 ? retries : 0, k == 2 ? error_count : 0,
+                         (long long)((double)tokens * share), cost * share, start,
+                         version_text(t + after[k]), status);
+            fclose(mem);
+            emit(line);
+        }
     }
+    drain();
     return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -86,13 +86,13 @@ deploy_tests() {
 }
 # On Citus, of test_ingest: the exactly-once suite and report (the rest is not about the database).
 exactly_once='@(ingest/@(sample_one_worker_matches_reference|sample_eight_workers_small_batches_matches_reference|same_file_twice_counts_once|shuffled_input_gives_same_statistics|two_processes_on_the_same_file_count_once|typical_input_is_the_first_workflow_of_each_pattern)|report/*)'
-serve_isolation='serve/@(refuses_to_run_as_a_role_that_bypasses_row_level_security|records_of_another_tenant_are_rejected_and_nothing_of_them_written|sample_through_two_servers_matches_reference|healthz_readyz_and_metrics)'
+serve_isolation='serve/@(refuses_to_run_as_a_role_that_bypasses_row_level_security|records_of_another_tenant_are_rejected_and_nothing_of_them_written|sample_through_two_servers_matches_reference|revisions_through_two_servers_match_reference|healthz_readyz_and_metrics)'
 
 step "PgBouncer (transaction pooling): migrate, exactly-once, faults, serve isolation, keys and report"
 bouncer_url=$(scripts/pgbouncer.sh start "$tmp/bouncer")
 echo "$bouncer_url"
 PD_TEST_DEPLOYMENT=pgbouncer PD_TEST_DATABASE_URL=$bouncer_url PD_TEST_PGDIR="$tmp/bouncer/pg" \
-  deploy_tests test_pgbouncer test_migrate test_ingest test_faults pool_race test_tenancy "test_serve=$serve_isolation" test_auth
+  deploy_tests test_pgbouncer test_migrate test_ingest test_faults pool_race test_tenancy "test_serve=$serve_isolation" test_auth test_revisions
 scripts/pgbouncer.sh stop "$tmp/bouncer"
 
 step "Citus (coordinator + 2 workers): migrate, exactly-once, worker restarts and backend kills, races, RLS on the shards, serve"
@@ -102,8 +102,8 @@ echo "$citus_url"
 # The fault tests first: a worker restart takes longer with every database the other tests add.
 PD_TEST_DEPLOYMENT=citus PD_TEST_DATABASE_URL=$citus_url PD_TEST_CITUS_DIR="$tmp/citus" \
   PD_TEST_PGDIR="$tmp/citus/coordinator" \
-  deploy_tests "test_faults=faults/@(killed_backends_change_nothing|citus_worker_restarts_change_nothing)" \
-  test_citus test_migrate "test_ingest=$exactly_once" pool_race "test_tenancy=keys/*" "test_serve=$serve_isolation" test_auth
+  deploy_tests "test_faults=faults/@(killed_backends_change_nothing|killed_backends_during_revisions_change_nothing|citus_worker_restarts_change_nothing|citus_worker_restarts_during_revisions_change_nothing)" \
+  test_citus test_migrate "test_ingest=$exactly_once" pool_race "test_tenancy=keys/*" "test_serve=$serve_isolation" test_auth test_revisions
 scripts/citus.sh stop "$tmp/citus"
 
 step "AddressSanitizer + UndefinedBehaviorSanitizer"

@@ -17,12 +17,19 @@
 #include "pd/pool.h"
 #include "pd/record.h"
 
+/* What became of a record (docs/spec.md §3.4 and §4). */
 typedef enum pd_outcome {
     PD_OUTCOME_PENDING = 0,
-    PD_OUTCOME_PROCESSED, /* committed now: its occurrences count */
-    PD_OUTCOME_DUPLICATE, /* its (tenant_id, workflow_id) was already recorded */
+    PD_OUTCOME_PROCESSED, /* its workflow recorded now, for the first time */
+    PD_OUTCOME_REVISED,   /* a later version: it replaced the recorded one */
+    PD_OUTCOME_DUPLICATE, /* the version recorded already, with the same content */
+    PD_OUTCOME_STALE,     /* an earlier version than the one recorded: nothing changed */
+    PD_OUTCOME_CONFLICT,  /* the version recorded already, with other content: nothing changed */
     PD_OUTCOME_ERROR      /* could not be committed (database unreachable, ...) */
 } pd_outcome_t;
+
+/* The outcome's name in summaries and answers ("processed", "revised", ...). */
+const char *pd_outcome_name(pd_outcome_t outcome);
 
 typedef struct pd_batch {
     pd_job_t job;  /* the pool's link; first so a pd_job_t * converts back */
@@ -59,6 +66,17 @@ int pd_batch_push(pd_batch_t *batch, pd_record_t *rec);
 /* Releases the batch and every record in it; NULL is fine. */
 void pd_batch_destroy(pd_batch_t *batch);
 
+/*
+ * Keeps one record per workflow_id: the highest version (docs/spec.md
+ * §3.4; no updated_at is the lowest), the first in the batch of equals.
+ * Every other record of that workflow is settled here against the kept
+ * one: PD_OUTCOME_STALE (a lower version), PD_OUTCOME_DUPLICATE (the same
+ * version and content) or PD_OUTCOME_CONFLICT (the same version, other
+ * content).  kept (room for batch->count) gets the kept records' indexes
+ * in lock order, workflow_id in byte order; returns how many.
+ */
+size_t pd_batch_pick_versions(pd_batch_t *batch, size_t *kept);
+
 static inline pd_batch_t *pd_batch_of(pd_job_t *job)
 {
     return (pd_batch_t *)job;
@@ -67,8 +85,11 @@ static inline pd_batch_t *pd_batch_of(pd_job_t *job)
 /* What became of the records of one run or one request: the counts of SPEC §4. */
 typedef struct pd_tally {
     long total;          /* records read */
-    long processed;      /* committed now */
-    long duplicates;     /* recorded before */
+    long processed;      /* recorded now, for the first time */
+    long duplicates;     /* recorded before, the same version and content */
+    long revised;        /* later versions that replaced the recorded one */
+    long stale;          /* earlier versions than the recorded one */
+    long conflicts;      /* the recorded version with other content */
     long rejected;       /* refused by validation (counted by the caller) */
     long errors;         /* could not be committed */
     long total_patterns; /* signatures detected in the processed records */
@@ -78,6 +99,14 @@ typedef struct pd_tally {
 
 /* Adds a finished batch's outcomes to the tally. */
 void pd_batch_tally(pd_tally_t *tally, const pd_batch_t *batch);
+
+/* Records settled by the database: processed, duplicates, revised, stale and conflicts. */
+long pd_tally_settled(const pd_tally_t *tally);
+
+/* Why a conflict changed nothing, as answers and the rejects file say it. */
+#define PD_CONFLICT_MESSAGE                                                                        \
+    "the recorded version of this workflow has the same updated_at and other content; nothing "    \
+    "changed: send the new content with a later updated_at"
 
 /*
  * The batcher: one open batch per tenant, since a batch is one tenant's

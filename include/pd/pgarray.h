@@ -23,6 +23,7 @@
 /* Element types: the binary ones by their PostgreSQL type OID. */
 typedef enum pd_pgarray_kind {
     PD_PGARRAY_LITERAL = 0, /* a text literal; elements written as their text */
+    PD_PGARRAY_BOOL = 16,   /* boolean */
     PD_PGARRAY_INT8 = 20,   /* bigint */
     PD_PGARRAY_INT4 = 23,   /* integer */
     PD_PGARRAY_TEXT = 25    /* text */
@@ -44,6 +45,9 @@ void pd_pgarray_text(pd_pgarray_t *a, const char *s, size_t len);
 
 /* Appends an element: an integer (INT8, INT4 within its range, or LITERAL arrays). */
 void pd_pgarray_int(pd_pgarray_t *a, int64_t v);
+
+/* Appends an element: a boolean (BOOL or LITERAL arrays). */
+void pd_pgarray_bool(pd_pgarray_t *a, bool v);
 
 /* Appends an element: the shortest decimal text that reads back as d (LITERAL arrays). */
 void pd_pgarray_double(pd_pgarray_t *a, double d);

@@ -70,6 +70,10 @@ typedef struct pd_record {
     double cost; /* actual_cost_total, US dollars */
     bool has_start_time;
     int64_t start_time_us; /* event time, microseconds since the Unix epoch, UTC */
+    bool has_version;      /* updated_at was given */
+    int64_t version_us;    /* updated_at, as start_time_us: the record's version (SPEC §3.4) */
+    bool unfinished;       /* status is "pending" or "running": counts nowhere yet */
+    int64_t digest;        /* a hash of the content patternd reads (same version: same content?) */
     char *strings;         /* the one heap block behind every pointer above */
 } pd_record_t;
 
@@ -98,7 +102,8 @@ bool pd_record_tenant_valid(const char *tenant);
 /*
  * Parses an ISO-8601 / RFC 3339 timestamp ("2026-10-21T13:06:23Z",
  * "2026-10-21 13:06:23.5+02:00", "2026-10-21"); a time without an offset is
- * UTC.  Returns 0 and the microseconds since the Unix epoch, or PD_EINVAL.
+ * UTC, so SQLite's "2026-10-21 13:06:23" reads as UTC.  Returns 0 and the
+ * microseconds since the Unix epoch, or PD_EINVAL.
  */
 int pd_timestamp_parse(const char *s, size_t len, int64_t *out_us);
 

@@ -1,23 +1,24 @@
 /*
- * Writing batches to PostgreSQL exactly once (SPEC §3).
+ * Writing batches to PostgreSQL exactly once, latest version first
+ * (docs/spec.md §3).
  *
- * A pd_store_t is one worker's connection and everything it needs to write:
- * it is created and used by one thread only.  The writer (include/pd/
- * writer.h) first calls pd_store_distinct() to put the batch's records into
- * lock order and set its duplicates aside, detects the distinct ones, and
- * hands them to pd_store_write(), which writes them in one transaction and
- * retries that transaction (after a deadlock, a serialization failure, or a
- * lost connection, reconnecting with backoff and jitter) until it commits
- * or the retry budget is spent.  A retry never counts anything twice.
+ * A pd_store_t is one writer's connection and what it needs to write: it is
+ * created and used by one thread only.  The writer (include/pd/writer.h)
+ * keeps one record per workflow of a batch (pd_batch_pick_versions), detects
+ * them, and hands them to pd_store_write() as rows, which writes them in one
+ * transaction and retries that transaction (after a deadlock, a
+ * serialization failure, a race on a new workflow, or a lost connection,
+ * reconnecting with backoff and jitter) until it commits or the retry budget
+ * is spent.  A retry never counts anything twice.
  */
 #ifndef PD_STORE_H
 #define PD_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "pd/batch.h"
-#include "pd/detect.h"
 #include "pd/error.h"
 
 typedef struct pd_store pd_store_t;
@@ -39,39 +40,35 @@ typedef struct pd_store_stats {
 int pd_store_create(const pd_store_config_t *cfg, pd_store_t **out);
 void pd_store_destroy(pd_store_t *store);
 
-/* One distinct record of a batch and what detection found in it. */
-typedef struct pd_store_item {
-    size_t record; /* index in batch->records */
-    int n_patterns;
-    char patterns[PD_MAX_PATTERNS][PD_SIGNATURE_MAX]; /* signatures, as detected */
-    size_t chars_off, chars_len; /* its characteristics JSON, in the `chars` text */
-    bool is_new;                 /* set by pd_store_write(): first recorded now */
-} pd_store_item_t;
-
 /*
- * Fills items (room for batch->count) with the batch's distinct records in
- * lock order (workflow_id in byte order), the first in input order of each
- * workflow_id, and marks every other one PD_OUTCOME_DUPLICATE.  Sets only
- * .record of each item; returns how many there are.
+ * One workflow to write: the batch's record kept for it and what detection
+ * found, as text in the buffer the caller passes beside the rows.
  */
-size_t pd_store_distinct(pd_batch_t *batch, pd_store_item_t *items);
+typedef struct pd_store_row {
+    size_t record;               /* index in batch->records */
+    int n_signatures;            /* 0 to PD_MAX_PATTERNS */
+    size_t sigs_off, sigs_len;   /* the signatures, in detected order, joined by spaces */
+    size_t chars_off, chars_len; /* the characteristics JSON (unused without a signature) */
+} pd_store_row_t;
 
 /*
- * Writes the batch: items are its distinct records as pd_store_distinct()
- * ordered them, their detection filled in, chars the text their chars_off
- * and chars_len point into (all borrowed for the call).  Sets each record's
- * outcome, total_patterns, new_patterns, attempts and commit_ms.  Returns 0
- * when the batch committed (or had already committed before a lost
+ * Writes rows[0..n) of batch, in one transaction of the batch's tenant:
+ * every record of a batch has the same tenant_id, and the rows are distinct
+ * workflows in lock order (workflow_id in byte order), as
+ * pd_batch_pick_versions() leaves them; text holds what their offsets point
+ * at (all borrowed for the call).  Sets each row's record's outcome, and
+ * the batch's total_patterns, new_patterns, attempts and commit_ms.
+ * Returns 0 when the batch committed (or had committed before a lost
  * connection), else the error, as pd_store_fail() leaves it.
  */
-int pd_store_write(pd_store_t *store, pd_batch_t *batch, pd_store_item_t *items, size_t n_items,
-                   const char *chars);
+int pd_store_write(pd_store_t *store, pd_batch_t *batch, const pd_store_row_t *rows, size_t n,
+                   const char *text);
 
 /*
  * Gives the batch up: keeps rc and err (NULL: "out of memory" for
  * PD_ENOMEM) in batch->rc and batch->err, marks every record
- * PD_OUTCOME_ERROR (nothing of it was committed, its in-batch duplicates
- * included), counts it in the store's db_errors, and returns rc.
+ * PD_OUTCOME_ERROR (nothing of it was committed, the records settled before
+ * the write included), counts it in the store's db_errors, and returns rc.
  */
 int pd_store_fail(pd_store_t *store, pd_batch_t *batch, int rc, const pd_error_t *err);
 

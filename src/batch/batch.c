@@ -6,6 +6,7 @@
  * outcome per record, which pd_batch_tally() counts.  A batch has one owner
  * at a time, so nothing in it is locked.
  */
+#define _GNU_SOURCE /* qsort_r */
 #include "pd/batch.h"
 
 #include <sodium.h>
@@ -69,6 +70,71 @@ void pd_batch_destroy(pd_batch_t *batch)
     free(batch);
 }
 
+const char *pd_outcome_name(pd_outcome_t outcome)
+{
+    switch (outcome) {
+    case PD_OUTCOME_PROCESSED:
+        return "processed";
+    case PD_OUTCOME_REVISED:
+        return "revised";
+    case PD_OUTCOME_DUPLICATE:
+        return "duplicate";
+    case PD_OUTCOME_STALE:
+        return "stale";
+    case PD_OUTCOME_CONFLICT:
+        return "conflict";
+    default:
+        return "error";
+    }
+}
+
+/* Lower first: no version, then by version. */
+static int compare_versions(const pd_record_t *a, const pd_record_t *b)
+{
+    if (a->has_version != b->has_version)
+        return a->has_version ? 1 : -1;
+    if (!a->has_version)
+        return 0;
+    return (a->version_us > b->version_us) - (a->version_us < b->version_us);
+}
+
+/* By workflow_id in byte order, then the highest version first, then batch order. */
+static int compare_kept(const void *x, const void *y, void *arg)
+{
+    const pd_batch_t *batch = arg;
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    const pd_record_t *a = &batch->records[i], *b = &batch->records[j];
+    int c = strcmp(a->workflow_id, b->workflow_id);
+    if (c == 0)
+        c = -compare_versions(a, b);
+    if (c == 0)
+        c = (i > j) - (i < j);
+    return c;
+}
+
+size_t pd_batch_pick_versions(pd_batch_t *batch, size_t *kept)
+{
+    for (size_t i = 0; i < batch->count; i++)
+        kept[i] = i;
+    if (batch->count > 1)
+        qsort_r(kept, batch->count, sizeof(*kept), compare_kept, batch);
+    size_t n = 0;
+    for (size_t k = 0; k < batch->count; k++) {
+        const pd_record_t *r = &batch->records[kept[k]];
+        const pd_record_t *winner = n > 0 ? &batch->records[kept[n - 1]] : NULL;
+        if (winner == NULL || strcmp(winner->workflow_id, r->workflow_id) != 0) {
+            kept[n++] = kept[k];
+            continue;
+        }
+        pd_outcome_t *o = &batch->outcomes[kept[k]];
+        if (compare_versions(r, winner) < 0)
+            *o = PD_OUTCOME_STALE;
+        else
+            *o = r->digest == winner->digest ? PD_OUTCOME_DUPLICATE : PD_OUTCOME_CONFLICT;
+    }
+    return n;
+}
+
 void pd_batch_tally(pd_tally_t *tally, const pd_batch_t *batch)
 {
     for (size_t i = 0; i < batch->count; i++) {
@@ -76,8 +142,17 @@ void pd_batch_tally(pd_tally_t *tally, const pd_batch_t *batch)
         case PD_OUTCOME_PROCESSED:
             tally->processed++;
             break;
+        case PD_OUTCOME_REVISED:
+            tally->revised++;
+            break;
         case PD_OUTCOME_DUPLICATE:
             tally->duplicates++;
+            break;
+        case PD_OUTCOME_STALE:
+            tally->stale++;
+            break;
+        case PD_OUTCOME_CONFLICT:
+            tally->conflicts++;
             break;
         default:
             tally->errors++;
@@ -86,4 +161,9 @@ void pd_batch_tally(pd_tally_t *tally, const pd_batch_t *batch)
     tally->total_patterns += batch->total_patterns;
     tally->new_patterns += batch->new_patterns;
     tally->batches++;
+}
+
+long pd_tally_settled(const pd_tally_t *tally)
+{
+    return tally->processed + tally->duplicates + tally->revised + tally->stale + tally->conflicts;
 }

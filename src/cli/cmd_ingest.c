@@ -67,11 +67,15 @@ static const pd_option_t OPTIONS[] = {
 static const pd_command_t COMMAND = {
     "patternd ingest [options] [FILE...|-]",
     "Reads workflow records (NDJSON) from the FILEs in order, or from standard\n"
-    "input, detects their patterns and records them in PostgreSQL exactly once:\n"
-    "a workflow already recorded (same tenant_id and workflow_id) is counted as\n"
-    "a duplicate and changes nothing.  Prints a JSON summary as the last line.\n"
-    "Exits 0 when every record was committed, a duplicate or rejected for bad\n"
-    "input; 1 when some could not be committed; 2 on bad usage.\n",
+    "input, detects their patterns and records them in PostgreSQL exactly once.\n"
+    "The latest version of a workflow (same tenant_id and workflow_id) decides,\n"
+    "by updated_at: a later one is revised (replaces it), an earlier one is\n"
+    "stale, the same one is a duplicate, or a conflict when its content differs\n"
+    "(reported with the rejects; nothing changes).  Only final versions count:\n"
+    "status pending or running is recorded but counted nowhere yet.\n"
+    "Prints a JSON summary as the last line.  Exits 0 when every record was\n"
+    "committed, settled or rejected for bad input; 1 when some could not be\n"
+    "committed; 2 on bad usage.\n",
     OPTIONS,
     -1,
 };
@@ -128,12 +132,28 @@ static void finish_if_done(ingest_t *in)
     pd_pool_close(in->pool, on_pool_closed);
 }
 
+/* Each conflict goes where the rejects go: its update was not applied, and the caller must know. */
+static void report_conflicts(ingest_t *in, const pd_batch_t *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        if (b->outcomes[i] != PD_OUTCOME_CONFLICT)
+            continue;
+        pd_error_t err;
+        pd_error_set(&err, PD_EINVAL, b->records[i].line, "updated_at", "workflow %s: %s",
+                     b->records[i].workflow_id, PD_CONFLICT_MESSAGE);
+        if (pd_rejects_write(in->rejects, pd_file_source_name(in->source), NULL, 0, false, &err) <
+            0)
+            fail_run(in, PD_EIO, "cannot write the rejects file");
+    }
+}
+
 /* Loop thread: a writer finished a batch. */
 static void on_batch_done(void *ctx, pd_job_t *job)
 {
     ingest_t *in = ctx;
     pd_batch_t *b = pd_batch_of(job);
     pd_batch_tally(&in->tally, b);
+    report_conflicts(in, b);
     if (b->rc == 0 && b->commit_ms > 0)
         pd_latency_add(&in->commits, b->commit_ms);
     if (b->rc < 0)

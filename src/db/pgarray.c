@@ -6,7 +6,7 @@
  * uint32 element type OID, then per dimension int32 length and int32 lower
  * bound (1), then per element int32 byte length (-1 for NULL) and the
  * element's own binary form: the bytes of a text, a big-endian int64 or
- * int32.  The flags and the length are written when the array ends.
+ * int32, one byte 0 or 1 for a boolean.  The flags and the length are written when the array ends.
  *
  * Threads: an array belongs to the thread that builds it.
  */
@@ -91,6 +91,18 @@ void pd_pgarray_int(pd_pgarray_t *a, int64_t v)
     } else {
         separate(a);
         pd_buf_int(&a->buf, v);
+    }
+    a->n++;
+}
+
+void pd_pgarray_bool(pd_pgarray_t *a, bool v)
+{
+    if (a->kind == PD_PGARRAY_BOOL) {
+        put_be32(&a->buf, 1);
+        pd_buf_put(&a->buf, v ? "\1" : "\0", 1);
+    } else {
+        separate(a);
+        pd_buf_put(&a->buf, v ? "t" : "f", 1);
     }
     a->n++;
 }

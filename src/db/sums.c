@@ -1,7 +1,7 @@
 /*
  * Per-signature sums of a batch; see src/db/sums.h.
  *
- * The occurrences (record, signature) are sorted by signature, then by the
+ * The occurrences (row, signature) are sorted by signature, then by the
  * record's position in the batch, and summed one run of equal signatures
  * at a time; the first occurrence of a run is the workflow whose
  * characteristics become the pattern's typical input.
@@ -20,8 +20,8 @@ typedef __int128 wide_t;
 #define COST_PLACES 18 /* a cost is summed in units of 10^-COST_PLACES */
 
 struct pd__occurrence {
-    size_t item; /* index in items */
-    int pattern; /* index in that item's patterns */
+    size_t row;              /* index in rows */
+    size_t sig_off, sig_len; /* the signature, in the text */
 };
 
 /* An item's cost, converted once however many occurrences it has. */
@@ -118,18 +118,29 @@ static void add_wide(pd_pgarray_t *a, wide_t v, int units_places, int places)
 }
 
 typedef struct sort_ctx {
-    const pd_store_item_t *items;
+    const pd_store_row_t *rows;
+    const char *text;
 } sort_ctx_t;
+
+/* Byte order of two signatures of the text. */
+static int compare_sigs(const char *text, const struct pd__occurrence *x,
+                        const struct pd__occurrence *y)
+{
+    size_t n = x->sig_len < y->sig_len ? x->sig_len : y->sig_len;
+    int c = memcmp(text + x->sig_off, text + y->sig_off, n);
+    return c != 0 ? c : (x->sig_len > y->sig_len) - (x->sig_len < y->sig_len);
+}
 
 /* By signature (byte order), then by the record's position in the batch. */
 static int compare_occurrence(const void *a, const void *b, void *arg)
 {
     const sort_ctx_t *ctx = arg;
     const struct pd__occurrence *x = a, *y = b;
-    const pd_store_item_t *ix = &ctx->items[x->item], *iy = &ctx->items[y->item];
-    int c = strcmp(ix->patterns[x->pattern], iy->patterns[y->pattern]);
-    if (c == 0)
-        c = ix->record < iy->record ? -1 : ix->record > iy->record;
+    int c = compare_sigs(ctx->text, x, y);
+    if (c == 0) {
+        size_t rx = ctx->rows[x->row].record, ry = ctx->rows[y->row].record;
+        c = (rx > ry) - (rx < ry);
+    }
     return c;
 }
 
@@ -157,11 +168,11 @@ static void add_to_run(run_t *run, const pd_record_t *r, const struct pd__cost *
     }
 }
 
-static void emit_run(pd__sums_t *s, const char *sig, const run_t *run, const char *typical,
-                     size_t typical_len)
+static void emit_run(pd__sums_t *s, const char *sig, size_t sig_len, const run_t *run,
+                     const char *typical, size_t typical_len)
 {
     pd_pgarray_t *c = s->col;
-    pd_pgarray_text(&c[S_SIG], sig, strlen(sig));
+    pd_pgarray_text(&c[S_SIG], sig, sig_len);
     pd_pgarray_int(&c[S_N], run->n);
     add_wide(&c[S_TOKENS], run->tokens, 0, 0);
     add_wide(&c[S_COST], run->cost, COST_PLACES, run->cost_scale);
@@ -180,12 +191,13 @@ static void emit_run(pd__sums_t *s, const char *sig, const run_t *run, const cha
     pd_pgarray_text(&c[S_TYPICAL], typical, typical_len);
 }
 
-/* Lists the occurrences, sorted; returns their count, or PD_ENOMEM. */
-static long sort_occurrences(pd__sums_t *s, const pd_store_item_t *items, size_t n_items)
+/* Lists the occurrences of the final versions, sorted; returns their count, or PD_ENOMEM. */
+static long sort_occurrences(pd__sums_t *s, const pd_batch_t *batch, const pd_store_row_t *rows,
+                             size_t n_rows, const char *text)
 {
     size_t n = 0;
-    for (size_t i = 0; i < n_items; i++)
-        n += (size_t)items[i].n_patterns;
+    for (size_t i = 0; i < n_rows; i++)
+        n += (size_t)rows[i].n_signatures;
     if (n > s->occs_cap) {
         struct pd__occurrence *grown = realloc(s->occs, n * sizeof(*grown));
         if (grown == NULL)
@@ -194,62 +206,68 @@ static long sort_occurrences(pd__sums_t *s, const pd_store_item_t *items, size_t
         s->occs_cap = n;
     }
     n = 0;
-    for (size_t i = 0; i < n_items; i++) {
-        for (int p = 0; p < items[i].n_patterns; p++)
-            s->occs[n++] = (struct pd__occurrence){.item = i, .pattern = p};
+    for (size_t i = 0; i < n_rows; i++) {
+        if (batch->records[rows[i].record].unfinished)
+            continue; /* counts nowhere yet */
+        size_t at = rows[i].sigs_off, end = rows[i].sigs_off + rows[i].sigs_len;
+        while (at < end) {
+            const char *space = memchr(text + at, ' ', end - at);
+            size_t len = space != NULL ? (size_t)(space - (text + at)) : end - at;
+            s->occs[n++] = (struct pd__occurrence){.row = i, .sig_off = at, .sig_len = len};
+            at += len + 1;
+        }
     }
-    sort_ctx_t ctx = {items};
+    sort_ctx_t ctx = {rows, text};
     if (n > 1)
         qsort_r(s->occs, n, sizeof(*s->occs), compare_occurrence, &ctx);
     return (long)n;
 }
 
 /*
- * Converts the cost of every item with an occurrence.  Returns 0 when one
+ * Converts the cost of every row with an occurrence.  Returns 0 when one
  * cannot be summed exactly (then nothing else is done), PD_ENOMEM when
  * memory ran out, else 1.
  */
-static int convert_costs(pd__sums_t *s, const pd_batch_t *batch, const pd_store_item_t *items,
-                         size_t n_items)
+static int convert_costs(pd__sums_t *s, const pd_batch_t *batch, const pd_store_row_t *rows,
+                         size_t n)
 {
-    if (n_items > s->costs_cap) {
-        struct pd__cost *grown = realloc(s->costs, n_items * sizeof(*grown));
+    if (n > s->costs_cap) {
+        struct pd__cost *grown = realloc(s->costs, n * sizeof(*grown));
         if (grown == NULL)
             return PD_ENOMEM;
         s->costs = grown;
-        s->costs_cap = n_items;
+        s->costs_cap = n;
     }
-    for (size_t i = 0; i < n_items; i++) {
-        if (items[i].n_patterns > 0 && !cost_units(batch->records[items[i].record].cost,
-                                                   &s->costs[i].units, &s->costs[i].scale))
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].n_signatures > 0 && !cost_units(batch->records[rows[i].record].cost,
+                                                    &s->costs[i].units, &s->costs[i].scale))
             return 0;
     }
     return 1;
 }
 
-int pd__sums_build(pd__sums_t *s, const pd_batch_t *batch, const pd_store_item_t *items,
-                   size_t n_items, const char *chars)
+int pd__sums_build(pd__sums_t *s, const pd_batch_t *batch, const pd_store_row_t *rows,
+                   size_t n_rows, const char *text)
 {
-    int rc = convert_costs(s, batch, items, n_items);
+    int rc = convert_costs(s, batch, rows, n_rows);
     if (rc <= 0)
         return rc;
-    long n = sort_occurrences(s, items, n_items);
+    long n = sort_occurrences(s, batch, rows, n_rows, text);
     if (n < 0)
         return (int)n;
     for (int c = 0; c < S_COUNT; c++)
         pd_pgarray_begin(&s->col[c], S_KIND[c]);
     for (long i = 0; i < n;) {
-        const pd_store_item_t *first = &items[s->occs[i].item];
-        const char *sig = first->patterns[s->occs[i].pattern];
+        const struct pd__occurrence *first = &s->occs[i];
         run_t run = {0};
         long j = i;
-        for (; j < n; j++) {
-            size_t item = s->occs[j].item;
-            if (strcmp(items[item].patterns[s->occs[j].pattern], sig) != 0)
-                break;
-            add_to_run(&run, &batch->records[items[item].record], &s->costs[item]);
+        for (; j < n && compare_sigs(text, &s->occs[j], first) == 0; j++) {
+            size_t row = s->occs[j].row;
+            add_to_run(&run, &batch->records[rows[row].record], &s->costs[row]);
         }
-        emit_run(s, sig, &run, chars + first->chars_off, first->chars_len);
+        const pd_store_row_t *typical = &rows[first->row];
+        emit_run(s, text + first->sig_off, first->sig_len, &run, text + typical->chars_off,
+                 typical->chars_len);
         i = j;
     }
     for (int c = 0; c < S_COUNT; c++) {

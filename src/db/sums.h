@@ -1,11 +1,13 @@
 /*
  * A batch's occurrences summed per signature, in C (internal to src/db).
  *
- * When every workflow of a batch is new — the store's fast path, a plain
- * ledger insert that either takes every row or fails — the deltas that
- * operation_patterns adds up are known before the statement runs, and the
- * client sums them instead of the server: the statement then carries one
- * row per signature instead of one per record (src/db/store.c).
+ * When every workflow of a batch is new (the common case), what it adds to
+ * operation_patterns is known before the statement runs: the occurrences
+ * of its final versions.  The client sums them, and patternd_write_batch
+ * adds one row per signature instead of aggregating the per-record arrays
+ * (src/db/store.c says what that earns).  When some workflow was recorded
+ * before, the server ignores these sums and aggregates the net changes
+ * itself.
  *
  * The sums are exact and are the values PostgreSQL's own aggregation would
  * give, down to the numeric's scale: integers in 128 bits; each cost as the
@@ -53,12 +55,13 @@ typedef struct pd__sums {
 } pd__sums_t;
 
 /*
- * Sums the occurrences of items[0..n_items) (records of batch, with their
- * characteristics in chars) into the columns.  Returns 1 when built, 0 when
- * a cost cannot be summed exactly in C, PD_ENOMEM when memory ran out.
+ * Sums the occurrences of the final versions among rows[0..n) (records of
+ * batch, their signatures and characteristics in text) into the columns.
+ * Returns 1 when built, 0 when a cost cannot be summed exactly in C,
+ * PD_ENOMEM when memory ran out.
  */
-int pd__sums_build(pd__sums_t *sums, const pd_batch_t *batch, const pd_store_item_t *items,
-                   size_t n_items, const char *chars);
+int pd__sums_build(pd__sums_t *sums, const pd_batch_t *batch, const pd_store_row_t *rows, size_t n,
+                   const char *text);
 
 void pd__sums_close(pd__sums_t *sums);
 

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <yajl/yajl_parse.h>
 
 #include "pd/utf8.h"
@@ -57,6 +58,8 @@ enum field {
     F_TOTAL_TOKENS,
     F_ACTUAL_COST_TOTAL,
     F_START_TIME,
+    F_UPDATED_AT,
+    F_STATUS,
     F_COUNT,
     F_UNKNOWN = -1
 };
@@ -64,11 +67,11 @@ enum field {
 static const char *const FIELD_NAMES[F_COUNT] = {
     "workflow_id",       "id",          "tenant_id",        "nl_input",    "workflow_template",
     "error_message",     "error_count", "duration_seconds", "retry_count", "total_tokens",
-    "actual_cost_total", "start_time",
+    "actual_cost_total", "start_time",  "updated_at",       "status",
 };
 
 /* strlen() of each FIELD_NAMES entry: keys are matched once per key of every record. */
-static const size_t FIELD_LENGTHS[F_COUNT] = {11, 2, 9, 8, 17, 13, 11, 16, 11, 12, 17, 10};
+static const size_t FIELD_LENGTHS[F_COUNT] = {11, 2, 9, 8, 17, 13, 11, 16, 11, 12, 17, 10, 10, 6};
 
 typedef enum kind { K_ABSENT, K_NULL, K_BOOL, K_NUMBER, K_STRING, K_OBJECT, K_ARRAY } kind_t;
 
@@ -432,6 +435,78 @@ static void place_text(pd_text_t *dst, char **cursor)
     *cursor += dst->len + 1;
 }
 
+/* A timestamp field (start_time, updated_at) when present: 0, or a rejection quoting it. */
+static int get_timestamp(const pd_text_t *text, const char *field, long line_no, bool *has,
+                         int64_t *us, pd_error_t *err)
+{
+    *has = false;
+    if (text->ptr == NULL)
+        return PD_OK;
+    if (pd_timestamp_parse(text->ptr, text->len, us) < 0) {
+        char quoted[PD_QUOTE_MAX];
+        size_t shown = pd_error_escape(quoted, sizeof(quoted), text->ptr, text->len, true);
+        return pd_error_set(err, PD_EINVAL, line_no, field, "not an ISO-8601 timestamp: \"%s\"%s",
+                            quoted, shown < text->len ? "..." : "");
+    }
+    *has = true;
+    return PD_OK;
+}
+
+static bool text_is(const pd_text_t *t, const char *word)
+{
+    return t->len == strlen(word) && memcmp(t->ptr, word, t->len) == 0;
+}
+
+/* Feeds a field to the digest: a tag, then its bytes with their length (absent: length -1). */
+static void digest_put(crypto_generichash_state *st, char tag, const void *bytes, int64_t len)
+{
+    crypto_generichash_update(st, (const unsigned char *)&tag, 1);
+    crypto_generichash_update(st, (const unsigned char *)&len, sizeof(len));
+    if (len > 0)
+        crypto_generichash_update(st, bytes, (unsigned long long)len);
+}
+
+static void digest_text(crypto_generichash_state *st, char tag, const pd_text_t *t)
+{
+    digest_put(st, tag, t->ptr, t->ptr != NULL ? (int64_t)t->len : -1);
+}
+
+static void digest_int(crypto_generichash_state *st, char tag, bool present, int64_t v)
+{
+    digest_put(st, tag, &v, present ? (int64_t)sizeof(v) : -1);
+}
+
+/*
+ * The record's content as patternd reads it, hashed (BLAKE2b, 64 bits): the
+ * values after parsing, so 12 and 12.0, or two spellings of one instant,
+ * are the same content.  Two versions of a workflow with the same
+ * updated_at and different digests are a conflict (SPEC §3.4).
+ */
+static int64_t content_digest(const pd_record_t *r, const pd_text_t *status)
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 8);
+    digest_put(&st, 'w', r->workflow_id, (int64_t)strlen(r->workflow_id));
+    digest_put(&st, 't', r->tenant_id, (int64_t)strlen(r->tenant_id));
+    digest_text(&st, 'n', &r->nl_input);
+    digest_text(&st, 'p', &r->workflow_template);
+    digest_text(&st, 'e', &r->error_message);
+    digest_text(&st, 's', status);
+    digest_int(&st, 'c', true, r->error_count);
+    digest_int(&st, 'd', true, r->duration_ms);
+    digest_int(&st, 'r', true, r->retry_count);
+    digest_int(&st, 'k', true, r->total_tokens);
+    double cost = r->cost == 0 ? 0 : r->cost; /* -0 and 0 are one value */
+    digest_put(&st, '$', &cost, sizeof(cost));
+    digest_int(&st, 'b', r->has_start_time, r->start_time_us);
+    digest_int(&st, 'u', r->has_version, r->version_us);
+    unsigned char out[8];
+    crypto_generichash_final(&st, out, sizeof(out));
+    int64_t v;
+    memcpy(&v, out, sizeof(v));
+    return v;
+}
+
 /* Runs yajl over the line; returns 0, or a rejection with the parser's message. */
 static int decode(const char *line, size_t len, long line_no, parse_t *p, pd_error_t *err)
 {
@@ -511,9 +586,11 @@ int pd_record_parse(const char *line, size_t len, long line_no, const char *defa
     if ((rc = get_identity(&p, line_no, default_tenant, out, err)) < 0)
         goto fail;
 
-    pd_text_t start;
+    pd_text_t start, updated, status;
     double duration;
     if ((rc = get_text(&p, F_NL_INPUT, line_no, &out->nl_input, err)) < 0 ||
+        (rc = get_text(&p, F_UPDATED_AT, line_no, &updated, err)) < 0 ||
+        (rc = get_text(&p, F_STATUS, line_no, &status, err)) < 0 ||
         (rc = get_text(&p, F_WORKFLOW_TEMPLATE, line_no, &out->workflow_template, err)) < 0 ||
         (rc = get_text(&p, F_ERROR_MESSAGE, line_no, &out->error_message, err)) < 0 ||
         (rc = get_text(&p, F_START_TIME, line_no, &start, err)) < 0 ||
@@ -536,17 +613,14 @@ int pd_record_parse(const char *line, size_t len, long line_no, const char *defa
     }
     out->duration_ms = llround(duration * 1000.0);
 
-    if (start.ptr != NULL) {
-        if (pd_timestamp_parse(start.ptr, start.len, &out->start_time_us) < 0) {
-            char quoted[PD_QUOTE_MAX];
-            size_t shown = pd_error_escape(quoted, sizeof(quoted), start.ptr, start.len, true);
-            rc = pd_error_set(err, PD_EINVAL, line_no, "start_time",
-                              "not an ISO-8601 timestamp: \"%s\"%s", quoted,
-                              shown < start.len ? "..." : "");
-            goto fail;
-        }
-        out->has_start_time = true;
-    }
+    if ((rc = get_timestamp(&start, "start_time", line_no, &out->has_start_time,
+                            &out->start_time_us, err)) < 0 ||
+        (rc = get_timestamp(&updated, "updated_at", line_no, &out->has_version, &out->version_us,
+                            err)) < 0)
+        goto fail;
+    out->unfinished =
+        status.ptr != NULL && (text_is(&status, "pending") || text_is(&status, "running"));
+    out->digest = content_digest(out, &status);
 
     size_t total = out->nl_input.len + out->workflow_template.len + out->error_message.len + 3;
     out->strings = malloc(total);

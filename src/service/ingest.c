@@ -96,7 +96,10 @@ static void count(const upload_t *u, const pd_tally_t *t)
                batch->err.message);
 }
 
-/* Answers after the batch finished (or when it had no record): 200, or 207 if any failed. */
+/*
+ * Answers after the batch finished (or when it had no record): 200, or 207
+ * when a record was rejected, could not be committed, or was a conflict.
+ */
 static void answer(upload_t *u)
 {
     pd_tally_t t = {.rejected = u->results.rejected};
@@ -105,7 +108,8 @@ static void answer(upload_t *u)
     json_t *doc = pd__results_json(&u->results, u->batch, &t);
     pd__call_t *call = u->call;
     release(u);
-    pd__call_answer_json(call, t.rejected > 0 || t.errors > 0 ? 207 : 200, "", doc);
+    pd__call_answer_json(call, t.rejected > 0 || t.errors > 0 || t.conflicts > 0 ? 207 : 200, "",
+                         doc);
 }
 
 /* One record of the body: line is its NDJSON line (0 in an array). */

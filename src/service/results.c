@@ -72,14 +72,12 @@ static json_t *result_json(const pd__results_t *rs, const pd_batch_t *batch, siz
         return o;
     }
     json_object_set_new(o, "workflow_id", workflow_id(&batch->records[r->record]));
-    switch (batch->outcomes[r->record]) {
-    case PD_OUTCOME_PROCESSED:
-        json_object_set_new(o, "status", json_string("processed"));
-        break;
-    case PD_OUTCOME_DUPLICATE:
-        json_object_set_new(o, "status", json_string("duplicate"));
-        break;
-    default:
+    pd_outcome_t outcome = batch->outcomes[r->record];
+    json_object_set_new(o, "status", json_string(pd_outcome_name(outcome)));
+    if (outcome == PD_OUTCOME_CONFLICT) {
+        json_object_set_new(o, "field", json_string("updated_at"));
+        json_object_set_new(o, "error", json_string(PD_CONFLICT_MESSAGE));
+    } else if (outcome == PD_OUTCOME_ERROR || outcome == PD_OUTCOME_PENDING) {
         json_object_set_new(o, "status", json_string("error"));
         json_object_set_new(o, "error",
                             text(batch->err.message[0] ? batch->err.message : "not committed"));
@@ -98,9 +96,11 @@ json_t *pd__results_json(const pd__results_t *rs, const pd_batch_t *batch, const
     }
     if (results == NULL)
         return NULL;
-    return json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "total_workflows", (json_int_t)rs->n,
-        "processed", (json_int_t)t->processed, "duplicates", (json_int_t)t->duplicates, "rejected",
-        (json_int_t)t->rejected, "total_patterns", (json_int_t)t->total_patterns, "new_patterns",
-        (json_int_t)t->new_patterns, "errors", (json_int_t)t->errors, "results", results);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "total_workflows",
+                     (json_int_t)rs->n, "processed", (json_int_t)t->processed, "duplicates",
+                     (json_int_t)t->duplicates, "revised", (json_int_t)t->revised, "stale",
+                     (json_int_t)t->stale, "conflicts", (json_int_t)t->conflicts, "rejected",
+                     (json_int_t)t->rejected, "total_patterns", (json_int_t)t->total_patterns,
+                     "new_patterns", (json_int_t)t->new_patterns, "errors", (json_int_t)t->errors,
+                     "results", results);
 }

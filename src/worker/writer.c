@@ -2,18 +2,20 @@
  * The writer thread's job; see include/pd/writer.h.
  *
  * Design: a batch goes through two steps on its writer's thread.  First
- * what to write: pd_store_distinct() puts the records in lock order and sets
- * the in-batch duplicates aside (they are never detected), then each
- * distinct record is detected and its characteristics are written as JSON
- * into one buffer for the whole batch.  Then how to write it: the store's
- * one transaction, retried until it commits (src/db/store.c).  Detection
- * runs once per batch, not once per attempt: a retry writes the same rows.
+ * what to write: pd_batch_pick_versions() keeps one record per workflow
+ * (the latest version) in lock order and settles the others against it
+ * (they are never detected); each kept record is detected, and its
+ * signatures and characteristics are written as text into one buffer for
+ * the whole batch, which the rows point into.  Then how to write it: the
+ * store's one transaction, retried until it commits (src/db/store.c).
+ * Detection runs once per batch, not once per attempt: a retry writes the
+ * same rows.
  *
  * Threads: a pd_writer_t is created, used and destroyed by one writer
  * thread (a pd_pool worker).  It owns its store (and so its connection),
- * its detection, the characteristics buffer and the items array, all reused
- * from batch to batch; it borrows the metrics, shared with the loop thread
- * through their atomic store counters.
+ * its detection, the text buffer and the rows, all reused from batch to
+ * batch; it borrows the metrics, shared with the loop thread through their
+ * atomic store counters.
  */
 #include "pd/writer.h"
 
@@ -32,17 +34,19 @@ struct pd_writer {
     pd_store_t *store;
     pd_store_stats_t seen; /* the store's counters already added to the metrics */
     pd_detection_t det;
-    pd_buf_t chars;         /* characteristics JSON of the batch's distinct records */
-    pd_store_item_t *items; /* the batch's distinct records */
-    size_t items_cap;
+    pd_buf_t text;        /* the rows' signatures and characteristics */
+    size_t *kept;         /* the records kept, one per workflow */
+    pd_store_row_t *rows; /* what the store writes of each */
+    size_t cap;           /* records kept and rows have room for */
 };
 
 /* Releases what a writer holds but its store. */
 static void release_scratch(pd_writer_t *w)
 {
     pd_detection_close(&w->det);
-    pd_buf_close(&w->chars);
-    free(w->items);
+    pd_buf_close(&w->text);
+    free(w->kept);
+    free(w->rows);
 }
 
 int pd_writer_create(const pd_writer_config_t *cfg, int worker_id, pd_writer_t **out)
@@ -72,30 +76,48 @@ void pd_writer_destroy(pd_writer_t *w)
     free(w);
 }
 
-/* Sets the duplicates aside and detects the distinct records into w->items; *n gets their count. */
+/* Makes room for a batch of count records. */
+static int reserve(pd_writer_t *w, size_t count)
+{
+    if (count <= w->cap)
+        return PD_OK;
+    size_t *kept = realloc(w->kept, count * sizeof(*kept));
+    if (kept != NULL)
+        w->kept = kept;
+    pd_store_row_t *rows = realloc(w->rows, count * sizeof(*rows));
+    if (rows != NULL)
+        w->rows = rows;
+    if (kept == NULL || rows == NULL)
+        return PD_ENOMEM;
+    w->cap = count;
+    return PD_OK;
+}
+
+/* Keeps one record per workflow and detects each into a row; *n gets their count. */
 static int detect(pd_writer_t *w, pd_batch_t *batch, size_t *n, pd_error_t *err)
 {
-    if (batch->count > w->items_cap) {
-        pd_store_item_t *grown = realloc(w->items, batch->count * sizeof(*grown));
-        if (grown == NULL)
-            return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
-        w->items = grown;
-        w->items_cap = batch->count;
-    }
-    *n = pd_store_distinct(batch, w->items);
-    pd_buf_reset(&w->chars);
+    if (reserve(w, batch->count) < 0)
+        return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
+    *n = pd_batch_pick_versions(batch, w->kept);
+    pd_buf_reset(&w->text);
     for (size_t i = 0; i < *n; i++) {
-        pd_store_item_t *item = &w->items[i];
-        const pd_record_t *r = &batch->records[item->record];
+        const pd_record_t *r = &batch->records[w->kept[i]];
         if (pd_detect_record(r, &w->det) < 0)
             return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
-        item->n_patterns = w->det.n_patterns;
-        memcpy(item->patterns, w->det.patterns, sizeof(item->patterns));
-        item->chars_off = w->chars.len;
-        pd_jsonw_characteristics(&w->chars, &w->det, r);
-        item->chars_len = w->chars.len - item->chars_off;
+        pd_store_row_t *row = &w->rows[i];
+        *row = (pd_store_row_t){.record = w->kept[i], .n_signatures = w->det.n_patterns};
+        row->sigs_off = w->text.len;
+        for (int p = 0; p < w->det.n_patterns; p++) {
+            if (p > 0)
+                pd_buf_put(&w->text, " ", 1);
+            pd_buf_puts(&w->text, w->det.patterns[p]);
+        }
+        row->sigs_len = w->text.len - row->sigs_off;
+        row->chars_off = w->text.len;
+        pd_jsonw_characteristics(&w->text, &w->det, r);
+        row->chars_len = w->text.len - row->chars_off;
     }
-    if (w->chars.failed)
+    if (w->text.failed)
         return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
     return PD_OK;
 }
@@ -110,7 +132,7 @@ static int write_batch(pd_writer_t *w, pd_batch_t *batch)
     int rc = detect(w, batch, &n, &err);
     if (rc < 0)
         return pd_store_fail(w->store, batch, rc, &err);
-    return pd_store_write(w->store, batch, w->items, n, w->chars.data);
+    return pd_store_write(w->store, batch, w->rows, n, w->text.data);
 }
 
 /* Adds what the store counted since the last batch to the metrics, and logs the batch. */

@@ -1,6 +1,7 @@
 /*
  * Stages: db and worker.  Faults during an ingest: backends killed again and
- * again, and a restart of the PostgreSQL server.  Every batch hit by a fault
+ * again (also while most records revise recorded workflows), and a restart
+ * of the PostgreSQL server.  Every batch hit by a fault
  * is retried on a fresh connection, and the final tables must equal those of
  * an undisturbed run: nothing lost, nothing counted twice.
  *
@@ -48,6 +49,8 @@ enum { MIN_BATCHES = RECORDS / BATCH_SIZE };
 static const double DEADLINE_S = 300;
 
 static char input[64];
+/* The input holds three versions of each of RECORDS / 3 workflows (pd_gen --versions). */
+static bool versions;
 
 /*
  * The ingest under test.  Static so that the suite's .fini can end one that
@@ -66,13 +69,28 @@ static bool on_citus(void)
     return strcmp(pdt_deployment(), "citus") == 0;
 }
 
-static void make_input(void)
+/* RECORDS records, or with_versions three versions each of RECORDS / 3 workflows, shuffled. */
+static void make_input(bool with_versions)
 {
+    versions = with_versions;
     snprintf(input, sizeof(input), "/tmp/pd-faults-%d.ndjson", (int)getpid());
     char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' --count %d --tenants 8 --seed 11 > '%s'", PD_GEN_BINARY,
-             RECORDS, input);
+    snprintf(cmd, sizeof(cmd), "'%s' --count %d --tenants 8 --seed 11 %s > '%s'", PD_GEN_BINARY,
+             versions ? RECORDS / 3 : RECORDS, versions ? "--versions" : "", input);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* Every workflow was recorded once, every record settled, none failed. */
+static void assert_complete(const char *summary)
+{
+    cr_assert_eq(pdt_summary_value(summary, "processed"), versions ? RECORDS / 3 : RECORDS, "%s",
+                 summary);
+    cr_assert_eq(pdt_summary_value(summary, "errors"), 0, "%s", summary);
+    long settled = 0;
+    static const char *const parts[] = {"processed", "duplicates", "revised", "stale", "conflicts"};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        settled += pdt_summary_value(summary, parts[i]);
+    cr_assert_eq(settled, pdt_summary_value(summary, "total_workflows"), "%s", summary);
 }
 
 /* Ends an ingest the test left running (after a failed assertion), and removes the files. */
@@ -183,7 +201,7 @@ static char *clean_digest(void)
     int status;
     char *out = pdt_ingest(url, args, &status);
     cr_assert_eq(status, 0, "%s", out);
-    cr_assert_eq(pdt_summary_value(out, "processed"), RECORDS);
+    assert_complete(out);
     char *digest = pdt_tables_digest(url);
     free(out);
     free(url);
@@ -283,11 +301,11 @@ static long terminate_backends(const char *url, long *in_transaction)
  * quarter in and half-way.  The batches of the other workers go on
  * meanwhile, so a fault may find them anywhere in their work too.
  */
-Test(faults, killed_backends_change_nothing)
+static void kill_backends_while_held(bool with_versions)
 {
     const long holds[] = {MIN_BATCHES / 20, MIN_BATCHES / 4, MIN_BATCHES / 2};
     enum { N_HOLDS = sizeof(holds) / sizeof(holds[0]) };
-    make_input();
+    make_input(with_versions);
     char *expected = clean_digest();
     char *url = pdt_new_migrated_database();
     start_ingest(url, holds, N_HOLDS);
@@ -318,8 +336,7 @@ Test(faults, killed_backends_change_nothing)
         pdt_hold_release(ingest.hold, holds[i]);
     }
     char *out = finish_ingest();
-    cr_assert_eq(pdt_summary_value(out, "processed"), RECORDS, "%s", out);
-    cr_assert_eq(pdt_summary_value(out, "errors"), 0, "%s", out);
+    assert_complete(out);
     char *got = settled_digest(url);
     cr_assert_str_eq(got, expected, "tables differ from a clean run after %ld kills", killed);
     free(got);
@@ -328,13 +345,24 @@ Test(faults, killed_backends_change_nothing)
     free(expected);
 }
 
+Test(faults, killed_backends_change_nothing)
+{
+    kill_backends_while_held(false);
+}
+
+/* The same with every workflow in three versions: revisions are hit mid-transaction too. */
+Test(faults, killed_backends_during_revisions_change_nothing)
+{
+    kill_backends_while_held(true);
+}
+
 /* The server restarts while a batch is held a third of the way in. */
 Test(faults, server_restart_changes_nothing)
 {
     const char *pgdir = getenv("PD_TEST_PGDIR");
     cr_assert_not_null(pgdir, "PD_TEST_PGDIR is not set: run the tests with scripts/test.sh");
     const long hold = MIN_BATCHES / 3;
-    make_input();
+    make_input(false);
     char *expected = clean_digest();
     char *url = pdt_new_migrated_database();
     start_ingest(url, &hold, 1);
@@ -348,8 +376,7 @@ Test(faults, server_restart_changes_nothing)
     pdt_hold_release(ingest.hold, hold);
 
     char *out = finish_ingest();
-    cr_assert_eq(pdt_summary_value(out, "processed"), RECORDS, "%s", out);
-    cr_assert_eq(pdt_summary_value(out, "errors"), 0, "%s", out);
+    assert_complete(out);
     char *got = settled_digest(url);
     cr_assert_str_eq(got, expected);
     free(got);
@@ -364,12 +391,12 @@ Test(faults, server_restart_changes_nothing)
  * (a shutdown checkpoint), and a batch gives up after 120 s of failed
  * retries.
  */
-Test(faults, citus_worker_restarts_change_nothing)
+static void restart_workers_while_held(bool with_versions)
 {
     if (!on_citus())
         cr_skip_test("needs Citus (PD_TEST_DEPLOYMENT=citus)");
     const long holds[] = {MIN_BATCHES / 4, MIN_BATCHES / 2};
-    make_input();
+    make_input(with_versions);
     char *expected = clean_digest();
     char *url = pdt_new_migrated_database();
     start_ingest(url, holds, 2);
@@ -386,8 +413,7 @@ Test(faults, citus_worker_restarts_change_nothing)
         pdt_hold_release(ingest.hold, hold);
     }
     char *out = finish_ingest();
-    cr_assert_eq(pdt_summary_value(out, "processed"), RECORDS, "%s", out);
-    cr_assert_eq(pdt_summary_value(out, "errors"), 0, "%s", out);
+    assert_complete(out);
     char *got = settled_digest(url);
     cr_assert_str_eq(got, expected,
                      "tables differ from a clean run after both worker restarts: %s against %s",
@@ -396,4 +422,14 @@ Test(faults, citus_worker_restarts_change_nothing)
     free(out);
     free(url);
     free(expected);
+}
+
+Test(faults, citus_worker_restarts_change_nothing)
+{
+    restart_workers_while_held(false);
+}
+
+Test(faults, citus_worker_restarts_during_revisions_change_nothing)
+{
+    restart_workers_while_held(true);
 }

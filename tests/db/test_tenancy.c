@@ -141,12 +141,21 @@ Test(rls, service_role_sees_and_writes_only_the_tenant_it_set)
     cr_assert_str_eq(PQcmdTuples(r), "0");
     PQclear(r);
     PQclear(run(c, "COMMIT"));
-    /* A ledger row, once written, is changed by no one (migration 0005: INSERT only). */
+    /*
+     * Ledger rows are revised in place (migration 0007), but only the
+     * tenant's own, and none moves to another tenant.
+     */
     PQclear(run(c, "BEGIN"));
     PQclear(run(c, "SELECT set_config('patternd.tenant', 'alpha', true)"));
-    r = run(c, "UPDATE workflows SET batch_token = 0");
+    r = run(c, "UPDATE workflows SET tenant_id = 'beta'");
     cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "%s", PQcmdStatus(r));
     cr_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "42501");
+    PQclear(r);
+    PQclear(run(c, "ROLLBACK"));
+    PQclear(run(c, "BEGIN"));
+    PQclear(run(c, "SELECT set_config('patternd.tenant', 'alpha', true)"));
+    r = run(c, "UPDATE workflows SET batch_token = 0 WHERE tenant_id = 'beta'");
+    cr_assert_str_eq(PQcmdTuples(r), "0");
     PQclear(r);
     PQclear(run(c, "ROLLBACK"));
     /* After the transaction the setting is gone (SET LOCAL): nothing visible again. */

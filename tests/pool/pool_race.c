@@ -1,9 +1,9 @@
 /*
  * Stages: pool and worker (src/pool, src/db/store.c).  The worker pool and
  * concurrent writers: jobs come back exactly once on the loop thread, and
- * threads racing to record the same new pattern, or the same workflow, leave
- * one row and exact counts; an ingest with many workers and small batches
- * runs clean.
+ * threads racing to record the same new pattern, the same workflow, or
+ * versions of one workflow in any order, leave one row and exact counts; an
+ * ingest with many workers and small batches runs clean.
  *
  * A plain program rather than Criterion tests, because it also runs under
  * ThreadSanitizer, and Criterion's runtime cannot start under TSan (its
@@ -11,6 +11,7 @@
  * makes the program exit non-zero.
  */
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,7 @@ typedef struct racer {
     pthread_barrier_t *start;
     char workflow_id[32];
     long tokens;
+    int version; /* the record's updated_at, in seconds past 2026-01-01; 0: none */
     pd_outcome_t outcome;
     long new_patterns;
     int rc;
@@ -134,11 +136,14 @@ static void *race(void *arg)
     pd_batch_t *batch;
     pd_record_t rec;
     pd_error_t err;
-    char line[256];
+    char line[512], version[64] = "";
+    if (r->version > 0)
+        snprintf(version, sizeof(version), ", \"updated_at\": \"2026-01-01 00:00:%02d\"",
+                 r->version);
     snprintf(line, sizeof(line),
              "{\"workflow_id\": \"%s\", \"tenant_id\": \"racers\", \"nl_input\": \"Run pytest on "
-             "the backend\", \"total_tokens\": %ld, \"duration_seconds\": 10}",
-             r->workflow_id, r->tokens);
+             "the backend\", \"total_tokens\": %ld, \"duration_seconds\": 10%s}",
+             r->workflow_id, r->tokens, version);
     pd_writer_create(&cfg, 0, &writer);
     pd_batch_create(1, &batch);
     r->rc = pd_record_parse(line, strlen(line), 1, NULL, &rec, &err);
@@ -154,15 +159,37 @@ static void *race(void *arg)
     return NULL;
 }
 
-/* Starts THREADS writers together; same_id makes them all write one workflow. */
-static void run_race(const char *url, bool same_id, racer_t *racers)
+/* How the racers' records differ. */
+typedef enum race_kind {
+    DISTINCT_WORKFLOWS, /* wf-0 .. wf-15, tokens 1000 + i */
+    ONE_WORKFLOW,       /* wf-0, all the same record */
+    VERSIONS,           /* wf-0, versions 1..16 in a shuffled order, tokens 1000 + version */
+} race_kind_t;
+
+/* Starts THREADS writers together. */
+static void run_race(const char *url, race_kind_t kind, racer_t *racers)
 {
     pthread_barrier_t start;
     pthread_t threads[THREADS];
     pthread_barrier_init(&start, NULL, THREADS);
+    int order[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        order[i] = i + 1;
+    for (int i = THREADS - 1; i > 0; i--) { /* Fisher-Yates: which thread gets which version */
+        int j = (int)randombytes_uniform((uint32_t)i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
     for (int i = 0; i < THREADS; i++) {
         racers[i] = (racer_t){.url = url, .start = &start, .tokens = 1000 + i};
-        snprintf(racers[i].workflow_id, sizeof(racers[i].workflow_id), "wf-%d", same_id ? 0 : i);
+        if (kind == ONE_WORKFLOW)
+            racers[i].tokens = 1000;
+        if (kind == VERSIONS) {
+            racers[i].version = order[i];
+            racers[i].tokens = 1000 + order[i];
+        }
+        snprintf(racers[i].workflow_id, sizeof(racers[i].workflow_id), "wf-%d",
+                 kind == DISTINCT_WORKFLOWS ? i : 0);
         pthread_create(&threads[i], NULL, race, &racers[i]);
     }
     for (int i = 0; i < THREADS; i++)
@@ -174,7 +201,7 @@ static void sixteen_threads_creating_one_pattern_leave_one_row(void)
 {
     char *url = pdt_new_migrated_database();
     racer_t racers[THREADS];
-    run_race(url, false, racers);
+    run_race(url, DISTINCT_WORKFLOWS, racers);
     long new_patterns = 0;
     for (int i = 0; i < THREADS; i++) {
         CHECK(racers[i].rc == 0, "writer %d failed", i);
@@ -198,7 +225,7 @@ static void sixteen_threads_writing_one_workflow_count_it_once(void)
 {
     char *url = pdt_new_migrated_database();
     racer_t racers[THREADS];
-    run_race(url, true, racers);
+    run_race(url, ONE_WORKFLOW, racers);
     int processed = 0, duplicates = 0;
     for (int i = 0; i < THREADS; i++) {
         CHECK(racers[i].rc == 0, "writer %d failed", i);
@@ -212,6 +239,37 @@ static void sixteen_threads_writing_one_workflow_count_it_once(void)
     CHECK(strcmp(rows, "1 1") == 0, "got %s", rows);
     free(rows);
     free(url);
+}
+
+/*
+ * 16 versions of one workflow, written at once in a shuffled order, several
+ * times: whatever the interleaving, the highest version's contribution is
+ * counted, once, and every record's outcome adds up.
+ */
+static void sixteen_threads_writing_versions_of_one_workflow_count_the_latest_once(void)
+{
+    for (int round = 0; round < 5; round++) {
+        char *url = pdt_new_migrated_database();
+        racer_t racers[THREADS];
+        run_race(url, VERSIONS, racers);
+        int processed = 0, revised = 0, stale = 0;
+        for (int i = 0; i < THREADS; i++) {
+            CHECK(racers[i].rc == 0, "writer %d failed", i);
+            processed += racers[i].outcome == PD_OUTCOME_PROCESSED;
+            revised += racers[i].outcome == PD_OUTCOME_REVISED;
+            stale += racers[i].outcome == PD_OUTCOME_STALE;
+        }
+        CHECK(processed == 1, "processed %d", processed);
+        CHECK(processed + revised + stale == THREADS, "%d + %d + %d", processed, revised, stale);
+        char *rows = pdt_sql_value(url, "SELECT count(*) || ' ' || sum(occurrence_count) || ' ' || "
+                                        "sum(sum_tokens) FROM operation_patterns");
+        CHECK(strcmp(rows, "1 1 1016") == 0, "round %d: got %s", round, rows);
+        char *ledger = pdt_sql_value(url, "SELECT count(*) || ' ' || max(tokens) FROM workflows");
+        CHECK(strcmp(ledger, "1 1016") == 0, "round %d: got %s", round, ledger);
+        free(ledger);
+        free(rows);
+        free(url);
+    }
 }
 
 static void many_workers_and_small_batches_ingest_cleanly(void)
@@ -239,6 +297,8 @@ int main(void)
          sixteen_threads_creating_one_pattern_leave_one_row},
         {"sixteen_threads_writing_one_workflow_count_it_once",
          sixteen_threads_writing_one_workflow_count_it_once},
+        {"sixteen_threads_writing_versions_of_one_workflow_count_the_latest_once",
+         sixteen_threads_writing_versions_of_one_workflow_count_the_latest_once},
         {"many_workers_and_small_batches_ingest_cleanly",
          many_workers_and_small_batches_ingest_cleanly},
     };

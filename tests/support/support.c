@@ -267,7 +267,7 @@ void pdt_assert_patterns_match(const char *url, const char *expected_path)
     PGresult *r = PQexec(c, "SELECT tenant_id, pattern_signature, pattern_type, occurrence_count,"
                             " avg_tokens_with_llm, avg_cost_with_llm, avg_tokens_with_tool,"
                             " avg_cost_with_tool, confidence_score, potential_monthly_savings"
-                            " FROM operation_patterns"
+                            " FROM operation_patterns WHERE occurrence_count > 0"
                             " ORDER BY tenant_id COLLATE \"C\", pattern_signature COLLATE \"C\"");
     REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
 
@@ -333,7 +333,8 @@ char *pdt_tables_digest(const char *url)
         "  FROM pattern_occurrences o JOIN operation_patterns p"
         "  ON p.tenant_id = o.tenant_id AND p.id = o.pattern_id),"
         " (SELECT count(*) FROM pattern_occurrences),"
-        " (SELECT md5(string_agg(tenant_id || '|' || workflow_id, E'\\n' ORDER BY"
+        " (SELECT md5(string_agg(concat_ws('|', tenant_id, workflow_id, version, counted,"
+        "   signatures, tokens, cost), E'\\n' ORDER BY"
         "   tenant_id COLLATE \"C\", workflow_id COLLATE \"C\")) FROM workflows),"
         " (SELECT count(*) FROM workflows))");
 }

@@ -72,14 +72,16 @@ long pdt_summary_value(const char *output, const char *key);
 
 /*
  * Fails the test unless operation_patterns holds exactly the rows of the
- * expected NDJSON file (counts, signatures, types, token averages and
- * confidence exactly; costs and savings to a relative 1e-6).
+ * expected NDJSON file among those with occurrences (counts, signatures,
+ * types, token averages and confidence exactly; costs and savings to a
+ * relative 1e-6).
  */
 void pdt_assert_patterns_match(const char *url, const char *expected_path);
 
 /*
  * A digest of everything ingest writes that must not depend on timing: the
- * pattern statistics and running sums, the occurrences, the workflows.
+ * pattern statistics and running sums, the occurrences, the workflows and
+ * the version of each that counts.
  * Two databases that ingested the same records agree on it.  malloc'd.
  */
 char *pdt_tables_digest(const char *url);
