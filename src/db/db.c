@@ -23,15 +23,18 @@
 
 /*
  * Does the connection's role escape row-level security: a superuser, a role
- * with BYPASSRLS, or a member of the role owning one of patternd's tables
- * (the FORCEd policies bind an owner, but an owner may drop them)?  And
- * that role's name.
+ * with BYPASSRLS, a member of the role owning one of patternd's tables
+ * (the FORCEd policies bind an owner, but an owner may drop them), or a
+ * member of patternd_admin (its policies see every tenant, migration
+ * 0008)?  And that role's name.
  */
 static const char SQL_BYPASS[] =
     "SELECT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)"
     " OR EXISTS (SELECT 1 FROM pg_class WHERE oid IN ('workflows'::regclass,"
     " 'operation_patterns'::regclass, 'pattern_occurrences'::regclass, 'api_keys'::regclass)"
-    " AND pg_has_role(current_user, relowner, 'MEMBER')),"
+    " AND pg_has_role(current_user, relowner, 'MEMBER'))"
+    " OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'patternd_admin'"
+    " AND pg_has_role(current_user, oid, 'MEMBER')),"
     " current_user";
 
 struct pd_db {

@@ -91,7 +91,8 @@ static const pd_db_statement_t SQL_WRITE = {
     " $5::bigint[], $6::boolean[], $7::text[], $8::text[], $9::bigint[], $10::numeric[],"
     " $11::bigint[], $12::boolean[], $13::bigint[], $14::bigint[], $15::text[], $16::bigint[],"
     " $17::numeric[], $18::numeric[], $19::bigint[], $20::numeric[], $21::numeric[],"
-    " $22::bigint[], $23::numeric[], $24::bigint[], $25::bigint[], $26::text[], $27::boolean)",
+    " $22::bigint[], $23::numeric[], $24::bigint[], $25::bigint[], $26::text[], $27::text[],"
+    " $28::integer[], $29::bigint[], $30::numeric[], $31::boolean)",
     2 + P_COUNT + S_COUNT + 1};
 
 /* Batches written without trying the plain insert after one met a recorded workflow. */

@@ -1,9 +1,10 @@
 /*
  * Per-signature sums of a batch; see src/db/sums.h.
  *
- * The occurrences (row, signature) are sorted by signature, then by the
- * record's position in the batch, and summed one run of equal signatures
- * at a time; the first occurrence of a run is the workflow whose
+ * The occurrences (row, signature) are sorted by signature, then by week,
+ * then by the record's position in the batch, and summed one run of equal
+ * signatures at a time, and within it one run of equal weeks; the first
+ * workflow of a signature's run in batch order is the one whose
  * characteristics become the pattern's typical input.
  */
 #define _GNU_SOURCE /* qsort_r */
@@ -22,7 +23,10 @@ typedef __int128 wide_t;
 struct pd__occurrence {
     size_t row;              /* index in rows */
     size_t sig_off, sig_len; /* the signature, in the text */
+    int32_t week;            /* the record's week (see S_W_WEEK), NO_WEEK without a start */
 };
+
+#define NO_WEEK INT32_MIN
 
 /* An item's cost, converted once however many occurrences it has. */
 struct pd__cost {
@@ -40,10 +44,20 @@ typedef struct run {
 } run_t;
 
 static const pd_pgarray_kind_t S_KIND[S_COUNT] = {
-    [S_SIG] = PD_PGARRAY_TEXT,       [S_N] = PD_PGARRAY_INT8,     [S_TOKENS] = PD_PGARRAY_LITERAL,
-    [S_COST] = PD_PGARRAY_LITERAL,   [S_DUR_N] = PD_PGARRAY_INT8, [S_DUR] = PD_PGARRAY_LITERAL,
-    [S_DUR_SQ] = PD_PGARRAY_LITERAL, [S_ERR] = PD_PGARRAY_INT8,   [S_RETRY] = PD_PGARRAY_LITERAL,
-    [S_FIRST] = PD_PGARRAY_INT8,     [S_LAST] = PD_PGARRAY_INT8,  [S_TYPICAL] = PD_PGARRAY_TEXT};
+    [S_SIG] = PD_PGARRAY_TEXT,       [S_N] = PD_PGARRAY_INT8,      [S_TOKENS] = PD_PGARRAY_LITERAL,
+    [S_COST] = PD_PGARRAY_LITERAL,   [S_DUR_N] = PD_PGARRAY_INT8,  [S_DUR] = PD_PGARRAY_LITERAL,
+    [S_DUR_SQ] = PD_PGARRAY_LITERAL, [S_ERR] = PD_PGARRAY_INT8,    [S_RETRY] = PD_PGARRAY_LITERAL,
+    [S_FIRST] = PD_PGARRAY_INT8,     [S_LAST] = PD_PGARRAY_INT8,   [S_TYPICAL] = PD_PGARRAY_TEXT,
+    [S_W_SIG] = PD_PGARRAY_TEXT,     [S_W_WEEK] = PD_PGARRAY_INT4, [S_W_N] = PD_PGARRAY_INT8,
+    [S_W_COST] = PD_PGARRAY_LITERAL};
+
+/* The Monday (UTC) of the ISO week of a time, in days since the epoch (a Thursday). */
+static int32_t week_of(int64_t us)
+{
+    int64_t day = us >= 0 ? us / 86400000000LL : -((-us + 86400000000LL - 1) / 86400000000LL);
+    int64_t since_monday = ((day + 3) % 7 + 7) % 7;
+    return (int32_t)(day - since_monday);
+}
 
 /*
  * The cost as a whole number of 10^-COST_PLACES units and the scale
@@ -131,12 +145,14 @@ static int compare_sigs(const char *text, const struct pd__occurrence *x,
     return c != 0 ? c : (x->sig_len > y->sig_len) - (x->sig_len < y->sig_len);
 }
 
-/* By signature (byte order), then by the record's position in the batch. */
+/* By signature (byte order), then week, then the record's position in the batch. */
 static int compare_occurrence(const void *a, const void *b, void *arg)
 {
     const sort_ctx_t *ctx = arg;
     const struct pd__occurrence *x = a, *y = b;
     int c = compare_sigs(ctx->text, x, y);
+    if (c == 0)
+        c = (x->week > y->week) - (x->week < y->week);
     if (c == 0) {
         size_t rx = ctx->rows[x->row].record, ry = ctx->rows[y->row].record;
         c = (rx > ry) - (rx < ry);
@@ -191,6 +207,20 @@ static void emit_run(pd__sums_t *s, const char *sig, size_t sig_len, const run_t
     pd_pgarray_text(&c[S_TYPICAL], typical, typical_len);
 }
 
+/* One signature's occurrences and cost in one week. */
+static void emit_week(pd__sums_t *s, const char *sig, size_t sig_len, int32_t week,
+                      const run_t *run)
+{
+    pd_pgarray_t *c = s->col;
+    pd_pgarray_text(&c[S_W_SIG], sig, sig_len);
+    if (week == NO_WEEK)
+        pd_pgarray_null(&c[S_W_WEEK]);
+    else
+        pd_pgarray_int(&c[S_W_WEEK], week);
+    pd_pgarray_int(&c[S_W_N], run->n);
+    add_wide(&c[S_W_COST], run->cost, COST_PLACES, run->cost_scale);
+}
+
 /* Lists the occurrences of the final versions, sorted; returns their count, or PD_ENOMEM. */
 static long sort_occurrences(pd__sums_t *s, const pd_batch_t *batch, const pd_store_row_t *rows,
                              size_t n_rows, const char *text)
@@ -207,13 +237,16 @@ static long sort_occurrences(pd__sums_t *s, const pd_batch_t *batch, const pd_st
     }
     n = 0;
     for (size_t i = 0; i < n_rows; i++) {
-        if (batch->records[rows[i].record].unfinished)
+        const pd_record_t *r = &batch->records[rows[i].record];
+        if (r->unfinished)
             continue; /* counts nowhere yet */
+        int32_t week = r->has_start_time ? week_of(r->start_time_us) : NO_WEEK;
         size_t at = rows[i].sigs_off, end = rows[i].sigs_off + rows[i].sigs_len;
         while (at < end) {
             const char *space = memchr(text + at, ' ', end - at);
             size_t len = space != NULL ? (size_t)(space - (text + at)) : end - at;
-            s->occs[n++] = (struct pd__occurrence){.row = i, .sig_off = at, .sig_len = len};
+            s->occs[n++] =
+                (struct pd__occurrence){.row = i, .sig_off = at, .sig_len = len, .week = week};
             at += len + 1;
         }
     }
@@ -259,15 +292,24 @@ int pd__sums_build(pd__sums_t *s, const pd_batch_t *batch, const pd_store_row_t 
         pd_pgarray_begin(&s->col[c], S_KIND[c]);
     for (long i = 0; i < n;) {
         const struct pd__occurrence *first = &s->occs[i];
-        run_t run = {0};
+        run_t run = {0}, week = {0};
+        size_t typical = first->row; /* the earliest record of the run */
         long j = i;
         for (; j < n && compare_sigs(text, &s->occs[j], first) == 0; j++) {
             size_t row = s->occs[j].row;
-            add_to_run(&run, &batch->records[rows[row].record], &s->costs[row]);
+            const pd_record_t *r = &batch->records[rows[row].record];
+            add_to_run(&run, r, &s->costs[row]);
+            add_to_run(&week, r, &s->costs[row]);
+            if (rows[row].record < rows[typical].record)
+                typical = row;
+            if (j + 1 == n || compare_sigs(text, &s->occs[j + 1], first) != 0 ||
+                s->occs[j + 1].week != s->occs[j].week) {
+                emit_week(s, text + first->sig_off, first->sig_len, s->occs[j].week, &week);
+                week = (run_t){0};
+            }
         }
-        const pd_store_row_t *typical = &rows[first->row];
-        emit_run(s, text + first->sig_off, first->sig_len, &run, text + typical->chars_off,
-                 typical->chars_len);
+        emit_run(s, text + first->sig_off, first->sig_len, &run, text + rows[typical].chars_off,
+                 rows[typical].chars_len);
         i = j;
     }
     for (int c = 0; c < S_COUNT; c++) {

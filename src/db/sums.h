@@ -2,8 +2,8 @@
  * A batch's occurrences summed per signature, in C (internal to src/db).
  *
  * When every workflow of a batch is new (the common case), what it adds to
- * operation_patterns is known before the statement runs: the occurrences
- * of its final versions.  The client sums them, and patternd_write_batch
+ * operation_patterns and pattern_weeks is known before the statement runs:
+ * the occurrences of its final versions.  The client sums them, and patternd_write_batch
  * adds one row per signature instead of aggregating the per-record arrays
  * (src/db/store.c says what that earns).  When some workflow was recorded
  * before, the server ignores these sums and aggregates the net changes
@@ -43,6 +43,12 @@ enum {
     S_FIRST,   /* earliest start_time, µs since the epoch (bigint, NULL when none) */
     S_LAST,    /* latest start_time (bigint, NULL when none) */
     S_TYPICAL, /* characteristics of the first workflow in batch order (text) */
+    /* Then one element per signature and week (docs/spec.md §6), in that order: */
+    S_W_SIG,  /* signature (text) */
+    S_W_WEEK, /* the Monday of start_time's ISO week, days since the epoch (integer, NULL when
+                 there is no start_time: the server puts those in the week it records them) */
+    S_W_N,    /* occurrences (bigint) */
+    S_W_COST, /* Σ actual_cost_total (numeric) */
     S_COUNT
 };
 

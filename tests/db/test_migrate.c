@@ -37,7 +37,8 @@ Test(migrate, fresh_database_gets_every_table)
     cr_assert_eq(migrate(url, "", &out), 0, "%s", out);
     char *tables = pdt_sql_value(url, "SELECT string_agg(tablename, ',' ORDER BY tablename) "
                                       "FROM pg_tables WHERE schemaname = 'public'");
-    cr_assert_str_eq(tables, "api_keys,operation_patterns,schema_migrations,workflows");
+    cr_assert_str_eq(tables, "api_keys,operation_patterns,pattern_reviews,pattern_weeks,"
+                             "review_thresholds,schema_migrations,workflows");
     /* The occurrences are a view over the ledger (migration 0005). */
     char *views = pdt_sql_value(url, "SELECT count(*) FROM pg_views WHERE schemaname = 'public'"
                                      " AND viewname = 'pattern_occurrences'");
@@ -111,7 +112,7 @@ Test(migrate, concurrent_migrators_both_succeed_with_one_schema)
     snprintf(expected, sizeof(expected), "%zu", files);
     cr_assert_str_eq(n, expected);
     char *tables = pdt_sql_value(url, "SELECT count(*) FROM pg_tables WHERE schemaname='public'");
-    cr_assert_str_eq(tables, "4");
+    cr_assert_str_eq(tables, "7");
     free(tables);
     free(listing);
     free(n);

@@ -94,7 +94,7 @@ Test(rls, service_role_sees_and_writes_only_the_tenant_it_set)
                  0);
     cr_assert_eq(pdt_sql_long(url, "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND"
                                    " relnamespace = 'public'::regnamespace AND relrowsecurity"),
-                 3);
+                 6);
 
     PGconn *c = PQconnectdb(svc);
     cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
