@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "support.h"
 
 /* The tenant tables (pattern_occurrences is a view over two of them). */
-static const char *const TABLES[] = {"workflows", "operation_patterns", "api_keys"};
+static const char *const TABLES[] = {"workflows",       "operation_patterns", "api_keys",
+                                     "pattern_reviews", "review_thresholds",  "pattern_weeks"};
 #define N_TABLES (sizeof(TABLES) / sizeof(TABLES[0]))
 
 static void need_citus(void)
@@ -68,13 +70,15 @@ Test(citus, migrate_distributes_every_tenant_table_colocated_and_a_rerun_changes
     need_citus();
     char *url = pdt_new_migrated_database();
     PGconn *c = connect_to(url);
-    /* The three tenant tables, hash-distributed by tenant_id, in one co-location group. */
+    /* The tenant tables, hash-distributed by tenant_id, in one co-location group. */
     cr_assert_eq(count_of(c, "SELECT count(*) FROM pg_dist_partition"
                              " WHERE logicalrelid IN ('workflows'::regclass,"
-                             " 'operation_patterns'::regclass, 'api_keys'::regclass)"
+                             " 'operation_patterns'::regclass, 'api_keys'::regclass,"
+                             " 'pattern_reviews'::regclass, 'review_thresholds'::regclass,"
+                             " 'pattern_weeks'::regclass)"
                              " AND partmethod = 'h'"
                              " AND column_to_column_name(logicalrelid, partkey) = 'tenant_id'"),
-                 3);
+                 (long)N_TABLES);
     cr_assert_eq(count_of(c, "SELECT count(DISTINCT colocationid) FROM pg_dist_partition"), 1);
     /* schema_migrations stays local to the coordinator. */
     cr_assert_eq(count_of(c, "SELECT count(*) FROM pg_dist_partition"
@@ -203,5 +207,52 @@ Test(citus, service_role_on_a_worker_shard_sees_and_writes_only_its_tenant)
     cr_assert_gt(checked_shards, 0);
     cr_assert_geq(seen_tenants, 2, "the sample's tenants were not found on the shards");
     free(svc);
+    free(url);
+}
+
+/*
+ * A batch is one tenant's, and the function that writes it is distributed
+ * by its tenant argument with force_delegation (migrations/0008): the whole
+ * call runs on the worker node holding that tenant, a one-node transaction
+ * there.  Two-phase commit would leave a record in pg_dist_transaction for
+ * every batch; Citus's recovery, which deletes them, is switched off for the
+ * test so that none can hide.
+ */
+Test(citus, batches_commit_on_one_node_without_two_phase_commit, .timeout = 600)
+{
+    need_citus();
+    char *url = pdt_new_migrated_database();
+    PGconn *c = connect_to(url);
+    cr_assert_eq(count_of(c, "SELECT count(*) FROM pg_dist_object o"
+                             " JOIN pg_proc p ON p.oid = o.objid"
+                             " WHERE p.proname IN ('patternd_write_batch', 'patternd_review',"
+                             " 'patternd_move_candidates') AND o.force_delegation"
+                             " AND o.distribution_argument_index = 0"),
+                 3);
+    exec_ok(c, "ALTER SYSTEM SET citus.recover_2pc_interval = -1");
+    exec_ok(c, "SELECT pg_reload_conf()");
+    long before = count_of(c, "SELECT count(*) FROM pg_dist_transaction");
+
+    char path[64], cmd[4096];
+    snprintf(path, sizeof(path), "/tmp/pdt-1pc-%d.ndjson", (int)getpid());
+    snprintf(cmd, sizeof(cmd), "'%s' --count 100000 --tenants 8 --seed 3 > '%s'", PD_GEN_BINARY,
+             path);
+    cr_assert_eq(system(cmd), 0);
+    char args[256];
+    snprintf(args, sizeof(args), "--workers 4 --batch 1000 '%s'", path);
+    int status;
+    char *out = pdt_ingest(url, args, &status);
+    unlink(path);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert_eq(pdt_summary_value(out, "processed"), 100000, "%s", out);
+    cr_assert_geq(pdt_summary_value(out, "batches"), 100, "%s", out);
+    long after = count_of(c, "SELECT count(*) FROM pg_dist_transaction");
+
+    exec_ok(c, "ALTER SYSTEM RESET citus.recover_2pc_interval");
+    exec_ok(c, "SELECT pg_reload_conf()");
+    cr_assert_eq(after, before, "pg_dist_transaction grew by %ld over %ld batches", after - before,
+                 pdt_summary_value(out, "batches"));
+    free(out);
+    PQfinish(c);
     free(url);
 }
