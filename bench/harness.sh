@@ -201,13 +201,13 @@ fresh_db() {
   if [ "$target" = citus ]; then
     db_url=$(scripts/citus.sh createdb "$tmp/citus" "$1")
   else
-    q "$admin_url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >&2
+    q "$admin_url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >&2
     db_url=$base/$1
   fi
   "$pd" migrate --db "$db_url" >&2
   echo "$db_url"
 }
-drop_db() { [ "$target" = citus ] || q "$admin_url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" >&2; }
+drop_db() { [ "$target" = citus ] || q "$admin_url" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >&2; }
 
 # Runs a command under GNU time and samples the server's CPU around it.
 # Sets m_wall (s), m_rss (KiB), m_cpu (client user+sys s), m_srv (server s),
