@@ -21,7 +21,7 @@
 #define PD_DURATION_MAX_MS (31536000LL * 1000) /* one year */
 
 /*
- * Bounds on a record's numbers (issue 9), far beyond any real workflow, so
+ * Bounds on a record's numbers, far beyond any real workflow, so
  * that whatever is stored, the statistics read back fit their types for any
  * number n of occurrences a pattern can have (occurrence_count is a bigint,
  * n < 2^63):
@@ -82,8 +82,11 @@ typedef struct pd_record {
  * NUL-terminated).  default_tenant is used when the record has no tenant_id
  * (NULL means "default").  On success fills out, which the caller releases
  * with pd_record_close().  On rejection returns PD_EINVAL and fills err with
- * the line, the field and the reason; out then holds nothing to release.
- * Returns PD_ENOMEM when memory ran out.
+ * the line, the field and the reason; out then holds nothing to release,
+ * but its workflow_id (and workflow_id_is_int) is set when the id itself was
+ * valid, so that the rejection can name the workflow (workflow_id[0] is
+ * '\0' otherwise: the line is not a JSON object, or its id is absent or
+ * bad).  Returns PD_ENOMEM when memory ran out (out then holds nothing).
  */
 int pd_record_parse(const char *line, size_t len, long line_no, const char *default_tenant,
                     pd_record_t *out, pd_error_t *err);

@@ -19,11 +19,25 @@
 
 typedef struct pd_file_source pd_file_source_t;
 
+/*
+ * on_line of a file source may return this to stop reading after the line,
+ * as pd_file_source_stop() does: the lines after it are not delivered, and
+ * on_end follows with rc 0 unless something failed.
+ */
+#define PD_SOURCE_STOP 1
+
+/*
+ * An input that begins with gzip's magic bytes (1f 8b) is inflated as it is
+ * read, whatever its name, standard input too; concatenated members are one
+ * stream.  A corrupt or cut-short gzip input fails reading (PD_EIO).  The
+ * inflated bytes go through the same line splitter, one chunk at a time, so
+ * memory stays bounded however far an input inflates.
+ */
 typedef struct pd_file_source_config {
     char **paths; /* read in order; "-" is standard input */
     int n_paths;
-    size_t max_record; /* longest line delivered; longer ones arrive as oversize */
-    pd_lines_cb on_line;
+    size_t max_record;   /* longest line delivered; longer ones arrive as oversize */
+    pd_lines_cb on_line; /* may return PD_SOURCE_STOP, or an error that stops reading */
     /* Backpressure: asked before each read; false pauses until pd_file_source_resume(). */
     bool (*can_read)(void *ctx);
     /*
@@ -51,7 +65,10 @@ void pd_file_source_stop(pd_file_source_t *src);
 /* The input being read, for messages ("<stdin>" for "-"); borrowed. */
 const char *pd_file_source_name(const pd_file_source_t *src);
 
-/* Bytes read so far, and the inputs' total size (-1 when one is a pipe). */
+/*
+ * Bytes read so far, and the inputs' total size (-1 when one is a pipe);
+ * both count a gzip input's compressed bytes.
+ */
 int64_t pd_file_source_bytes_read(const pd_file_source_t *src);
 int64_t pd_file_source_bytes_total(const pd_file_source_t *src);
 

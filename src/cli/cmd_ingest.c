@@ -13,6 +13,7 @@
  * full, and is resumed when a batch comes back.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,6 +38,7 @@
 
 typedef struct ingest_options {
     const char *db, *tenant, *rejects;
+    long max_rejects; /* 0: no limit */
     int workers;
     size_t batch, max_record;
     bool async_commit, quiet;
@@ -50,9 +52,17 @@ static const pd_option_t OPTIONS[] = {
     {"workers", "N", pd_opt_int, OPT(workers), "4", "writer threads, one connection each", 1, 64},
     {"batch", "N", pd_opt_size, OPT(batch), "1000", "records per transaction", 1, 100000},
     {"rejects", "FILE", pd_opt_string, OPT(rejects), NULL,
-     "write rejected records to FILE (NDJSON, with line and reason)\n"
-     "instead of to standard error",
+     "write rejected records to FILE (NDJSON, with line, workflow_id\n"
+     "when valid, field and reason) instead of to standard error;\n"
+     "- is standard output, and the summary then goes to standard\n"
+     "error (./- names a file -)",
      0, 0},
+    {"max-rejects", "N", pd_opt_long, OPT(max_rejects), NULL,
+     "stop reading at the Nth rejected record: the records read before\n"
+     "it are still recorded, none after it is read, the summary says\n"
+     "\"stopped\": \"max-rejects\", and the exit status is 1\n"
+     "(default: no limit)",
+     1, LONG_MAX},
     PD_OPTION_MAX_RECORD(ingest_options_t, max_record, "longest accepted line"),
     {"async-commit", NULL, pd_opt_flag, OPT(async_commit), NULL,
      "synchronous_commit = off: faster, but a server crash may lose\n"
@@ -73,9 +83,16 @@ static const pd_command_t COMMAND = {
     "stale, the same one is a duplicate, or a conflict when its content differs\n"
     "(reported with the rejects; nothing changes).  Only final versions count:\n"
     "status pending or running is recorded but counted nowhere yet.\n"
-    "Prints a JSON summary as the last line.  Exits 0 when every record was\n"
-    "committed, settled or rejected for bad input; 1 when some could not be\n"
-    "committed; 2 on bad usage.\n",
+    "A FILE, or standard input, that is gzip-compressed is inflated as it is\n"
+    "read: gzip is known by its first bytes, whatever the name.\n"
+    "Prints a JSON summary as the last line of standard output (of standard\n"
+    "error with --rejects -).\n"
+    "Exit status: 0 when every record read was recorded (processed, a\n"
+    "duplicate, revised, stale or a conflict) or rejected for bad input, and\n"
+    "not every one was rejected; 1 when nothing was recorded but something\n"
+    "was rejected, when a record could not be committed, when --max-rejects\n"
+    "stopped reading, or when an input could not be read (a corrupt or\n"
+    "cut-short gzip input too); 2 on bad usage.\n",
     OPTIONS,
     -1,
 };
@@ -98,6 +115,9 @@ typedef struct ingest {
     pd_cli_signals_t signals;
     uint64_t started_ns;
     bool tty;
+    const char *stopped; /* why reading stopped before the end, for the summary; or NULL */
+    long stopped_line;   /* the line it stopped at, in stopped_input */
+    char stopped_input[256];
 } ingest_t;
 
 /* Records the first reason the run failed and stops reading. */
@@ -141,8 +161,8 @@ static void report_conflicts(ingest_t *in, const pd_batch_t *b)
         pd_error_t err;
         pd_error_set(&err, PD_EINVAL, b->records[i].line, "updated_at", "workflow %s: %s",
                      b->records[i].workflow_id, PD_CONFLICT_MESSAGE);
-        if (pd_rejects_write(in->rejects, pd_file_source_name(in->source), NULL, 0, false, &err) <
-            0)
+        if (pd_rejects_write(in->rejects, pd_file_source_name(in->source), &b->records[i], NULL, 0,
+                             false, &err) < 0)
             fail_run(in, PD_EIO, "cannot write the rejects file");
     }
 }
@@ -193,8 +213,17 @@ static int on_line(void *ctx, long line_no, const char *data, size_t len, bool o
         return rc;
     }
     in->tally.rejected++;
-    return pd_rejects_write(in->rejects, pd_file_source_name(in->source), data, len, oversize,
-                            &err);
+    /* On rejection rec holds nothing to release, but its workflow_id when the id was valid. */
+    rc = pd_rejects_write(in->rejects, pd_file_source_name(in->source), oversize ? NULL : &rec,
+                          data, len, oversize, &err);
+    if (rc == 0 && in->opt.max_rejects > 0 && in->tally.rejected >= in->opt.max_rejects) {
+        in->stopped = "max-rejects";
+        in->stopped_line = line_no;
+        snprintf(in->stopped_input, sizeof(in->stopped_input), "%s",
+                 pd_file_source_name(in->source));
+        return PD_SOURCE_STOP; /* nothing after this line is read */
+    }
+    return rc;
 }
 
 static void on_input_end(void *ctx, int rc, const char *message)
@@ -297,6 +326,8 @@ int pd_cmd_ingest(int argc, char **argv)
     int status = pd_options_parse(&COMMAND, argc, argv, &in.opt, &first);
     if (status != PD_OPTIONS_RUN)
         return status;
+    /* With the rejects on standard output, the summary goes to standard error, as tar's does. */
+    bool rejects_stdout = in.opt.rejects != NULL && strcmp(in.opt.rejects, "-") == 0;
     char **paths = first < argc ? argv + first : stdin_only;
     int n_paths = first < argc ? argc - first : 1;
     in.writer_cfg.store = (pd_store_config_t){.conninfo = pd_db_conninfo(in.opt.db),
@@ -323,18 +354,37 @@ int pd_cmd_ingest(int argc, char **argv)
 
     if (in.tty)
         fputs("\r\033[K", stderr);
-    pd_summary_print(stdout, &in.tally, elapsed_s(&in), &in.commits);
     if (in.fatal != 0)
         pd_cli_fail("%s", in.fatal_message);
-    if (in.tally.rejected > 0 && in.opt.rejects != NULL)
+    if (in.stopped != NULL)
+        pd_cli_fail("stopped reading at %s:%ld after %ld rejected records (--max-rejects): "
+                    "nothing after that line was read; %ld records before it were recorded",
+                    in.stopped_input, in.stopped_line, in.tally.rejected,
+                    pd_tally_settled(&in.tally));
+    /* Bad input alone is no failure, unless it was all there was. */
+    bool all_rejected = in.tally.rejected > 0 && pd_tally_settled(&in.tally) == 0;
+    if (all_rejected && in.tally.errors == 0)
+        pd_cli_fail("nothing was recorded: all %ld records read were rejected", in.tally.rejected);
+    else if (all_rejected)
+        pd_cli_fail(
+            "nothing was recorded: %ld records were rejected and %ld could not be committed",
+            in.tally.rejected, in.tally.errors);
+    if (in.tally.rejected > 0 && in.opt.rejects != NULL && !rejects_stdout)
         fprintf(stderr, "patternd: %ld records rejected; see %s\n", in.tally.rejected,
                 in.opt.rejects);
-    int exit_code = in.fatal == 0 && in.tally.errors == 0 ? PD_EXIT_OK : PD_EXIT_FAIL;
+    int exit_code = in.fatal == 0 && in.tally.errors == 0 && in.stopped == NULL && !all_rejected
+                        ? PD_EXIT_OK
+                        : PD_EXIT_FAIL;
     uv_loop_close(&in.loop);
     if (pd_rejects_close(in.rejects) < 0) {
-        pd_cli_fail("writing %s: %s", in.opt.rejects, strerror(errno));
+        pd_cli_fail("writing %s: %s",
+                    rejects_stdout ? "the rejects to standard output" : in.opt.rejects,
+                    strerror(errno));
         exit_code = PD_EXIT_FAIL;
     }
+    /* The last line of its stream, after every message. */
+    pd_summary_print(rejects_stdout ? stderr : stdout, &in.tally, elapsed_s(&in), &in.commits,
+                     in.stopped);
     pd_batcher_close(&in.batcher);
     pd_file_source_destroy(in.source);
     return exit_code;

@@ -32,7 +32,9 @@ static const pd_command_t COMMAND = {
     "Applies the pending schema migrations in order, each in its own\n"
     "transaction, and records each with its checksum in schema_migrations.\n"
     "Safe to run again and to run concurrently.  Refuses to run when a file\n"
-    "that was already applied has been edited since.\n",
+    "that was already applied has been edited since.  Prints each migration it\n"
+    "applies, then a line saying the schema is up to date, on standard output;\n"
+    "PostgreSQL's notices (\"already exists, skipping\") are not printed.\n",
     OPTIONS,
     0,
 };
@@ -70,7 +72,7 @@ int pd_cmd_migrate(int argc, char **argv)
         }
         exit_code = pending == 0 ? PD_EXIT_OK : 3;
     } else {
-        if (pd_migrate_apply(db, &set, stderr, &err) < 0) {
+        if (pd_migrate_apply(db, &set, stdout, &err) < 0) {
             pd_cli_fail("%s", err.message);
             goto done;
         }

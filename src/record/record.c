@@ -639,7 +639,19 @@ int pd_record_parse(const char *line, size_t len, long line_no, const char *defa
 fail:
     if (p.scratch != p.inline_buf)
         free(p.scratch);
+    /*
+     * A rejection keeps the identity when it parsed, so that the rejection
+     * can name its workflow; nothing else, and nothing on the heap.
+     */
+    char id[sizeof(out->workflow_id)];
+    bool id_is_int = out->workflow_id_is_int;
+    memcpy(id, out->workflow_id, sizeof(id));
     memset(out, 0, sizeof(*out));
+    out->line = line_no;
+    if (rc == PD_EINVAL) {
+        memcpy(out->workflow_id, id, sizeof(id));
+        out->workflow_id_is_int = id_is_int;
+    }
     return rc;
 }
 

@@ -1,7 +1,8 @@
 /*
  * The dead-letter sink of `patternd ingest`: every rejected record, with
- * its file, line, field and reason and the input itself, one JSON object
- * per line (or one message per line on standard error).
+ * its file, line, workflow id (when the id itself was valid), field and
+ * reason and the input itself, one JSON object per line, to a file or to
+ * standard output ("-"); or one message per line on standard error.
  *
  * Thread: the loop thread.  A line that is not valid UTF-8 is kept as
  * base64, an oversize one by its size only, so nothing rejected is lost.
@@ -26,6 +27,7 @@
 
 struct pd_rejects {
     FILE *file; /* NULL: standard error */
+    bool is_stdout;
     bool tty;
 };
 
@@ -35,7 +37,10 @@ int pd_rejects_open(const char *path, bool tty, pd_rejects_t **out, pd_error_t *
     if (r == NULL)
         return pd_error_set(err, PD_ENOMEM, 0, "", "out of memory");
     r->tty = tty;
-    if (path != NULL && (r->file = fopen(path, "w")) == NULL) {
+    if (path != NULL && strcmp(path, "-") == 0) {
+        r->file = stdout;
+        r->is_stdout = true;
+    } else if (path != NULL && (r->file = fopen(path, "w")) == NULL) {
         int rc = pd_error_set(err, PD_EIO, 0, "", "cannot write %s: %s", path, strerror(errno));
         free(r);
         return rc;
@@ -72,19 +77,35 @@ static int write_stderr(const pd_rejects_t *r, const char *input, const pd_error
     return PD_OK;
 }
 
-int pd_rejects_write(pd_rejects_t *r, const char *input, const char *data, size_t len,
-                     bool oversize, const pd_error_t *err)
+/* Sets key to value, a new reference; false when value is NULL or memory ran out. */
+static bool put(json_t *o, const char *key, json_t *value)
+{
+    return json_object_set_new(o, key, value) == 0;
+}
+
+/* The workflow's id as the input gave it: an integer or a string (new reference). */
+static json_t *workflow_id(const pd_record_t *rec)
+{
+    if (rec->workflow_id_is_int)
+        return json_integer((json_int_t)strtoll(rec->workflow_id, NULL, 10));
+    return pd_json_text(rec->workflow_id, strlen(rec->workflow_id));
+}
+
+int pd_rejects_write(pd_rejects_t *r, const char *input, const pd_record_t *rec, const char *data,
+                     size_t len, bool oversize, const pd_error_t *err)
 {
     if (input == NULL)
         input = "";
     if (r->file == NULL)
         return write_stderr(r, input, err);
 
-    json_t *o = json_pack("{s:o, s:I, s:o, s:o}", "file", pd_json_text(input, strlen(input)),
-                          "line", (json_int_t)err->line, "field",
-                          pd_json_text(err->field, strnlen(err->field, PD_FIELD_MAX)), "error",
-                          pd_json_text(err->message, strnlen(err->message, PD_MESSAGE_MAX)));
-    bool built = o != NULL;
+    json_t *o = json_object();
+    bool built =
+        o != NULL && put(o, "file", pd_json_text(input, strlen(input))) &&
+        put(o, "line", json_integer((json_int_t)err->line)) &&
+        (rec == NULL || rec->workflow_id[0] == '\0' || put(o, "workflow_id", workflow_id(rec))) &&
+        put(o, "field", pd_json_text(err->field, strnlen(err->field, PD_FIELD_MAX))) &&
+        put(o, "error", pd_json_text(err->message, strnlen(err->message, PD_MESSAGE_MAX)));
     if (built && oversize)
         built = json_object_set_new(o, "input_bytes", json_integer((json_int_t)len)) == 0;
     else if (built && data != NULL)
@@ -107,7 +128,11 @@ int pd_rejects_close(pd_rejects_t *r)
 {
     if (r == NULL)
         return PD_OK;
-    int rc = r->file != NULL && fclose(r->file) != 0 ? PD_EIO : PD_OK;
+    int rc = PD_OK;
+    if (r->is_stdout)
+        rc = fflush(stdout) != 0 || ferror(stdout) ? PD_EIO : PD_OK;
+    else if (r->file != NULL && fclose(r->file) != 0)
+        rc = PD_EIO;
     free(r);
     return rc;
 }

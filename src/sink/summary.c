@@ -18,7 +18,8 @@ void pd_progress_draw(FILE *to, const pd_tally_t *t, double seconds, int64_t byt
     fprintf(to, ", %ld rejected", t->rejected);
 }
 
-void pd_summary_print(FILE *to, const pd_tally_t *t, double seconds, const pd_latency_t *commits)
+void pd_summary_print(FILE *to, const pd_tally_t *t, double seconds, const pd_latency_t *commits,
+                      const char *stopped)
 {
     json_t *summary = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:{s:f, s:f, s:f}}",
@@ -30,6 +31,11 @@ void pd_summary_print(FILE *to, const pd_tally_t *t, double seconds, const pd_la
         "workflows_per_second", seconds > 0 ? (double)pd_tally_settled(t) / seconds : 0.0,
         "batches", (json_int_t)t->batches, "commit_ms", "p50", pd_latency_quantile(commits, 0.5),
         "p99", pd_latency_quantile(commits, 0.99), "max", commits->max_ms);
+    if (summary != NULL && stopped != NULL &&
+        json_object_set_new(summary, "stopped", json_string(stopped)) < 0) {
+        json_decref(summary);
+        summary = NULL;
+    }
     if (summary != NULL) {
         json_dumpf(summary, to, JSON_REAL_PRECISION(6));
         fputc('\n', to);
