@@ -1,10 +1,10 @@
--- patternd schema (SPEC §3.2).
+-- patternd schema (docs/spec.md §3.2).
 --
 -- Every table carries tenant_id and every primary and unique key begins with
 -- it, so the schema can be distributed by tenant_id (e.g. Citus
 -- create_distributed_table(..., 'tenant_id')) without change.
 
--- One row per accepted workflow: the exactly-once ledger (SPEC §3.1).  The
+-- One row per accepted workflow: the exactly-once ledger (docs/spec.md §3.1).  The
 -- first transaction to insert (tenant_id, workflow_id) owns the workflow's
 -- occurrences; any later record with that identity is a duplicate.
 -- batch_token is the random id of the batch that inserted the row, so a batch
@@ -18,7 +18,7 @@ CREATE TABLE workflows (
     PRIMARY KEY (tenant_id, workflow_id)
 );
 
--- One row per (tenant_id, pattern_signature).  The statistics of SPEC §3.3
+-- One row per (tenant_id, pattern_signature).  The statistics of docs/spec.md §3.3
 -- are generated columns over running sums, so each new occurrence costs one
 -- O(1) update of the sums and the derived values can never disagree with
 -- them.  Threshold tests use numeric, which cannot overflow.

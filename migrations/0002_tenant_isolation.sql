@@ -1,4 +1,4 @@
--- Tenant isolation enforced by PostgreSQL itself, and API keys (issue 5).
+-- Tenant isolation enforced by PostgreSQL itself, and API keys.
 --
 -- Every table is under row-level security, enabled and FORCEd (so that it
 -- binds the tables' owner too), with one policy: a row is visible, and may

@@ -1,4 +1,4 @@
--- Least privilege for the service role (issue 9).
+-- Least privilege for the service role.
 --
 -- patternd serve only looks keys up: it never creates or revokes one.
 -- With INSERT and UPDATE on api_keys, a leaked service password could mint

@@ -1,5 +1,5 @@
 -- On a Citus cluster, distribute every tenant table by tenant_id, co-located
--- (issue 10).  On plain PostgreSQL (no citus extension) this does nothing.
+-- (docs/deployments.md).  On plain PostgreSQL (no citus extension) this does nothing.
 --
 -- Every primary and unique key starts with tenant_id and every statement
 -- patternd runs filters on one tenant, so each batch's rows go to the one

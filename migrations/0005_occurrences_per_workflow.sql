@@ -1,11 +1,11 @@
--- Each workflow's occurrences stored once, in its own ledger row (issue 11).
+-- Each workflow's occurrences stored once, in its own ledger row.
 --
 -- A workflow's occurrences all carry the same characteristics, and each was
 -- a row of its own with two indexes: per workflow 1.44 heap rows, 2.9 index
 -- entries and 1.44 parses of the same JSON, beside the ledger row.  Now the
 -- ledger row holds the workflow's signatures (in detected order) and its
 -- characteristics, and pattern_occurrences is a view that unfolds them, with
--- the same columns (SPEC §3.2):
+-- the same columns (docs/spec.md §3.2):
 --
 --   id                       the workflow's number × 8 + the signature's
 --                            position - 1 (a workflow has at most 8
@@ -24,8 +24,8 @@
 -- occurrences to operation_patterns; see src/db/store.c.
 --
 -- The characteristics are kept as the JSON text patternd's detector wrote
--- (src/detect/output.c), not as jsonb: building a jsonb value from that
--- text was 8% of the server's work per workflow (perf, issue 11), for a
+-- (src/detect/jsonw.c), not as jsonb: building a jsonb value from that
+-- text was 8% of the server's work per workflow (measured with perf), for a
 -- column that is written once and rarely read.  The view presents it as jsonb.
 --
 -- workflow_id is compared byte by byte (COLLATE "C"): the ledger's primary

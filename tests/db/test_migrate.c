@@ -135,6 +135,37 @@ static void copy_migrations(const char *pattern, char *dir, char *extra, size_t 
     snprintf(extra, extra_size, "--dir %s", dir);
 }
 
+/*
+ * The migrations' comments were reworded once: a database that recorded the
+ * earlier text of such a file is up to date, and only that earlier text is
+ * accepted besides today's.
+ */
+Test(migrate, earlier_text_differing_in_comments_is_accepted)
+{
+    char *url = pdt_new_database();
+    cr_assert_eq(migrate(url, "", NULL), 0);
+    pdt_sql_exec(url, "UPDATE schema_migrations SET checksum = "
+                      "'cabedfc5240f33a283f2a7505639c123c9e0f747de815784137a70a9576bd5fc'"
+                      " WHERE version = '0002_tenant_isolation.sql'");
+    char *out;
+    cr_assert_eq(migrate(url, "", &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "0 applied now"), "%s", out);
+    free(out);
+    cr_assert_eq(migrate(url, "--status", &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "applied  0002_tenant_isolation.sql"), "%s", out);
+    free(out);
+
+    /* Another file's earlier checksum is not this file's. */
+    pdt_sql_exec(url, "UPDATE schema_migrations SET checksum = "
+                      "'2738abbf7ad2d61fe05b41f8d6712a4886451a3dd8a5a96ed2e5400ab6560d55'"
+                      " WHERE version = '0002_tenant_isolation.sql'");
+    cr_assert_neq(migrate(url, "", &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "0002_tenant_isolation.sql was changed after it was applied"),
+                       "%s", out);
+    free(out);
+    free(url);
+}
+
 Test(migrate, edited_migration_is_refused)
 {
     char *url = pdt_new_database();
