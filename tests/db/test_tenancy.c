@@ -178,7 +178,7 @@ Test(rls, service_role_sees_and_writes_only_the_tenant_it_set)
     free(url);
 }
 
-/* --- least privilege (issue 9): the service reads keys, only `patternd keys` writes them -------
+/* --- least privilege: the service reads keys, only `patternd keys` writes them ---------------
  */
 
 /* Runs sql on c in a transaction scoped to tenant; asserts its SQLSTATE ("" for success). */

@@ -385,7 +385,7 @@ Test(report, tenant_report_works_under_row_level_security)
     free(url);
 }
 
-/* --- rejects never stop ingestion (issue 9) ---------------------------------------------- */
+/* --- rejects never stop ingestion -------------------------------------------------------- */
 
 /* Writes data to a new temporary file; returns its path (malloc'd). */
 static char *temp_file(const char *data)
@@ -507,7 +507,7 @@ Test(ingest, numbers_past_their_bounds_are_rejected_and_stored_sums_stay_readabl
     free(url);
 }
 
-/* --- exact sums, whichever side adds them up (issue 11) ----------------------------------- */
+/* --- exact sums, whichever side adds them up ---------------------------------------------- */
 
 /* One record of tenant "sums" whose only varying fields are its id and cost. */
 static void sums_record(char *buf, size_t size, const char *id, const char *cost)

@@ -220,7 +220,7 @@ Test(timestamp, accepts_rfc3339_variants)
     cr_assert_eq(pd_timestamp_parse("2023-02-29", 10, &us), PD_EINVAL);
 }
 
-/* --- bounded numbers and safe messages (issue 9) ----------------------------------------- */
+/* --- bounded numbers and safe messages --------------------------------------------------- */
 
 static void assert_accepted(const char *line)
 {
