@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PD_MIGRATE_LOCK "7021946411"
 
@@ -215,16 +216,38 @@ static int changed_error(const pd_migration_t *m, const char *sum, const char *r
 }
 
 /*
- * Applies m in one transaction under the lock, unless it was recorded
- * meanwhile.  *applied is set when it was applied now.
+ * True when the statement that failed on db collided with another
+ * transaction on a shared catalog: roles and their grants are cluster-wide,
+ * so migrators of two databases of one cluster (or of one Citus cluster's
+ * nodes) may update the same row at once, and PostgreSQL refuses the
+ * second with "tuple concurrently updated" (or a deadlock, or a
+ * serialization failure).  The file's transaction rolled back whole, so it
+ * may run again.
  */
-static int apply_one(pd_db_t *db, const pd_migration_t *m, bool *applied, pd_error_t *err)
+static bool collision(const pd_db_t *db, const pd_error_t *err)
+{
+    const char *state = pd_db_sqlstate(db);
+    return strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+           (strcmp(state, "XX000") == 0 && err != NULL &&
+            strstr(err->message, "concurrently updated") != NULL);
+}
+
+#define APPLY_ATTEMPTS 5
+
+/*
+ * Applies m in one transaction under the lock, unless it was recorded
+ * meanwhile.  *applied is set when it was applied now; *collided when it
+ * failed by a collision() and may be tried again.
+ */
+static int apply_one(pd_db_t *db, const pd_migration_t *m, bool *applied, bool *collided,
+                     pd_error_t *err)
 {
     PGresult *recorded = NULL;
     char sum[65];
     checksum_hex(m, sum);
     const char *params[] = {m->name, sum};
     *applied = false;
+    *collided = false;
     int rc = pd_db_exec(db, SQL_BEGIN_LOCKED, err);
     if (rc < 0)
         return pd_db_end(db, rc, err);
@@ -239,6 +262,7 @@ static int apply_one(pd_db_t *db, const pd_migration_t *m, bool *applied, pd_err
     pd_db_result_free(recorded);
     if ((rc = pd_db_exec(db, m->sql, err)) == 0)
         rc = pd_db_query(db, SQL_RECORD, 2, params, NULL, err);
+    *collided = rc < 0 && collision(db, err);
     if ((rc = pd_db_end(db, rc, err)) < 0) {
         char reason[PD_MESSAGE_MAX];
         snprintf(reason, sizeof(reason), "%s", err ? err->message : "");
@@ -276,7 +300,15 @@ int pd_migrate_apply(pd_db_t *db, const pd_migration_set_t *set, FILE *log, pd_e
         bool now = false;
         if (find_applied(applied, m->name) >= 0)
             continue;
-        if ((rc = apply_one(db, m, &now, err)) < 0)
+        bool collided = true;
+        for (int attempt = 1; collided; attempt++) {
+            rc = apply_one(db, m, &now, &collided, err);
+            if (rc == PD_OK || !collided || attempt == APPLY_ATTEMPTS)
+                break;
+            struct timespec pause = {0, 20000000L * attempt}; /* 20, 40, ... ms */
+            nanosleep(&pause, NULL);
+        }
+        if (rc < 0)
             goto done;
         if (now && log != NULL)
             fprintf(log, "applied %s\n", m->name);
