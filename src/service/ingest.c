@@ -128,13 +128,13 @@ static int take_record(void *ctx, long line, const char *data, size_t len, bool 
         char message[128];
         snprintf(message, sizeof(message), "record of %zu bytes exceeds the maximum of %zu", len,
                  u->ingest->max_record);
-        return pd__results_reject(rs, r, "", message);
+        return pd__results_reject(rs, r, NULL, "", message);
     }
     const char *tenant = u->call->key.tenant;
     long number = line > 0 ? line : (long)rs->n;
     int rc = pd_record_parse(data, len, number, tenant, &rec, &err);
-    if (rc == PD_EINVAL)
-        return pd__results_reject(rs, r, err.field, err.message);
+    if (rc == PD_EINVAL) /* rec holds nothing to release, but its workflow_id when it parsed */
+        return pd__results_reject(rs, r, &rec, err.field, err.message);
     if (rc < 0)
         return rc;
     if (strcmp(rec.tenant_id, tenant) != 0) {
@@ -143,8 +143,9 @@ static int take_record(void *ctx, long line, const char *data, size_t len, bool 
                  "tenant_id '%s' is not the tenant of the API key; nothing of this record "
                  "was written",
                  rec.tenant_id);
+        rc = pd__results_reject(rs, r, &rec, "tenant_id", message);
         pd_record_close(&rec);
-        return pd__results_reject(rs, r, "tenant_id", message);
+        return rc;
     }
     r->record = (long)u->batch->count;
     return pd_batch_push(u->batch, &rec);

@@ -28,28 +28,41 @@ pd__result_t *pd__results_add(pd__results_t *rs, long line)
     return r;
 }
 
-int pd__results_reject(pd__results_t *rs, pd__result_t *r, const char *field, const char *message)
+int pd__results_reject(pd__results_t *rs, pd__result_t *r, const pd_record_t *rec,
+                       const char *field, const char *message)
 {
     if (rs->rejected++ >= PD__RESULTS_DETAILED)
         return PD_OK;
     snprintf(r->field, sizeof(r->field), "%s", field);
     r->error = strdup(message);
-    return r->error != NULL ? PD_OK : PD_ENOMEM;
+    if (r->error == NULL)
+        return PD_ENOMEM;
+    if (rec != NULL && rec->workflow_id[0] != '\0') {
+        if ((r->workflow_id = strdup(rec->workflow_id)) == NULL)
+            return PD_ENOMEM;
+        r->workflow_id_is_int = rec->workflow_id_is_int;
+    }
+    return PD_OK;
 }
 
 void pd__results_close(pd__results_t *rs)
 {
-    for (size_t i = 0; i < rs->n; i++)
+    for (size_t i = 0; i < rs->n; i++) {
         free(rs->items[i].error);
+        free(rs->items[i].workflow_id);
+    }
     free(rs->items);
     *rs = (pd__results_t){0};
 }
 
-static json_t *workflow_id(const pd_record_t *rec)
+/* A workflow id as the input gave it, an integer or a string; JSON null for NULL. */
+static json_t *workflow_id(const char *id, bool is_int)
 {
-    if (rec->workflow_id_is_int)
-        return json_integer((json_int_t)strtoll(rec->workflow_id, NULL, 10));
-    return json_string(rec->workflow_id);
+    if (id == NULL)
+        return json_null();
+    if (is_int)
+        return json_integer((json_int_t)strtoll(id, NULL, 10));
+    return json_string(id);
 }
 
 /* One record's entry of "results". New reference. */
@@ -62,7 +75,7 @@ static json_t *result_json(const pd__results_t *rs, const pd_batch_t *batch, siz
     if (r->line > 0)
         json_object_set_new(o, "line", json_integer(r->line));
     if (r->record < 0) {
-        json_object_set_new(o, "workflow_id", json_null());
+        json_object_set_new(o, "workflow_id", workflow_id(r->workflow_id, r->workflow_id_is_int));
         json_object_set_new(o, "status", json_string("rejected"));
         if (r->error == NULL)
             return o; /* past PD__RESULTS_DETAILED: counted, not spelled out */
@@ -71,7 +84,8 @@ static json_t *result_json(const pd__results_t *rs, const pd_batch_t *batch, siz
         json_object_set_new(o, "error", text(r->error));
         return o;
     }
-    json_object_set_new(o, "workflow_id", workflow_id(&batch->records[r->record]));
+    const pd_record_t *rec = &batch->records[r->record];
+    json_object_set_new(o, "workflow_id", workflow_id(rec->workflow_id, rec->workflow_id_is_int));
     pd_outcome_t outcome = batch->outcomes[r->record];
     json_object_set_new(o, "status", json_string(pd_outcome_name(outcome)));
     if (outcome == PD_OUTCOME_CONFLICT) {

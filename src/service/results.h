@@ -11,6 +11,7 @@
 #define PD_SERVICE_RESULTS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "pd/batch.h"
@@ -23,6 +24,9 @@ typedef struct pd__result {
     long record; /* index in the batch, or -1 when rejected */
     char field[PD_FIELD_MAX];
     char *error; /* why it was rejected (malloc'd); NULL past PD__RESULTS_DETAILED */
+    /* A rejected record's id when it parsed (malloc'd); NULL otherwise or past the detailed. */
+    char *workflow_id;
+    bool workflow_id_is_int;
 } pd__result_t;
 
 typedef struct pd__results {
@@ -38,8 +42,14 @@ typedef struct pd__results {
  */
 pd__result_t *pd__results_add(pd__results_t *rs, long line);
 
-/* Rejects r for field (may be "") and message; 0 or PD_ENOMEM. */
-int pd__results_reject(pd__results_t *rs, pd__result_t *r, const char *field, const char *message);
+/*
+ * Rejects r for field (may be "") and message; rec, when not NULL, is the
+ * record as far as it parsed (pd_record_parse() keeps a valid id on a
+ * rejection), whose workflow_id, when set, the answer then names.
+ * 0 or PD_ENOMEM.
+ */
+int pd__results_reject(pd__results_t *rs, pd__result_t *r, const pd_record_t *rec,
+                       const char *field, const char *message);
 
 /*
  * The answer's document: the summary of tally t and one entry per record,

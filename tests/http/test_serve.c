@@ -53,6 +53,36 @@ Test(serve, refuses_to_run_as_a_role_that_bypasses_row_level_security)
 
 /* --- records ------------------------------------------------------------------ */
 
+/* A rejected record's result names its workflow when the id itself parsed, as the input gave it. */
+Test(serve, a_rejected_record_names_its_workflow_when_its_id_parsed)
+{
+    const serve_env_t *e = serve_up(NULL);
+    static const char records[] = "{\"workflow_id\": \"neg\", \"total_tokens\": -1}\n"
+                                  "{\"workflow_id\": 42, \"duration_seconds\": \"x\"}\n"
+                                  "{\"nl_input\": \"no id\"}\n"
+                                  "{\"workflow_id\": \"ok\", \"nl_input\": \"run pytest\"}\n";
+    const char *body = temp_file(records, sizeof(records) - 1);
+    int status;
+    char *r = http(e->server, "POST", "/v1/workflows", e->key, "application/x-ndjson", body,
+                   &status, NULL);
+    cr_assert_eq(status, 207, "%s", r);
+    cr_assert_eq(json_long(r, "rejected"), 3, "%s", r);
+    cr_assert_not_null(strstr(r,
+                              "{\"index\": 0, \"line\": 1, \"workflow_id\": \"neg\", \"status\": "
+                              "\"rejected\", \"field\": \"total_tokens\""),
+                       "%s", r);
+    cr_assert_not_null(strstr(r, "{\"index\": 1, \"line\": 2, \"workflow_id\": 42, \"status\": "
+                                 "\"rejected\", \"field\": \"duration_seconds\""),
+                       "%s", r);
+    cr_assert_not_null(strstr(r, "{\"index\": 2, \"line\": 3, \"workflow_id\": null, \"status\": "
+                                 "\"rejected\", \"field\": \"workflow_id\""),
+                       "%s", r);
+    cr_assert_not_null(
+        strstr(r, "{\"index\": 3, \"line\": 4, \"workflow_id\": \"ok\", \"status\": \"processed\""),
+        "%s", r);
+    free(r);
+}
+
 Test(serve, records_of_another_tenant_are_rejected_and_nothing_of_them_written)
 {
     const serve_env_t *e = serve_up(NULL);
@@ -67,7 +97,7 @@ Test(serve, records_of_another_tenant_are_rejected_and_nothing_of_them_written)
     cr_assert_eq(status, 207, "%s", r);
     cr_assert_eq(json_long(r, "processed"), 2, "%s", r);
     cr_assert_eq(json_long(r, "rejected"), 1, "%s", r);
-    cr_assert_not_null(strstr(r, "{\"index\": 1, \"line\": 2, \"workflow_id\": null, \"status\": "
+    cr_assert_not_null(strstr(r, "{\"index\": 1, \"line\": 2, \"workflow_id\": \"b1\", \"status\": "
                                  "\"rejected\", \"field\": \"tenant_id\""),
                        "%s", r);
     cr_assert_eq(pdt_sql_long(e->url, "SELECT count(*) FROM workflows WHERE tenant_id = 'acme'"),
@@ -86,7 +116,7 @@ Test(serve, records_of_another_tenant_are_rejected_and_nothing_of_them_written)
     char *globex = pdt_create_key(e->url, "globex");
     r = http(e->server, "GET", "/v1/patterns?top=50", globex, NULL, NULL, &status, NULL);
     cr_assert_eq(status, 200, "%s", r);
-    cr_assert_str_eq(r, "{\"tenant_id\": \"globex\", \"patterns\": []}");
+    cr_assert_str_eq(r, "{\"tenant_id\": \"globex\", \"patterns\": [], \"next_cursor\": null}\n");
     free(r);
     r = http(e->server, "GET", "/v1/patterns?top=50", e->key, NULL, NULL, &status, NULL);
     cr_assert_eq(status, 200, "%s", r);
