@@ -1,7 +1,24 @@
 # Writes OUT, a C file with every migration in FILES ('|'-separated) as a
 # NUL-terminated byte array, in name order, and a table pd_migrations[] of
 # {name, sql, len}.
+#
+# With SYMBOL set, FILES is one file instead, written as the NUL-terminated
+# array SYMBOL[] and its length SYMBOL_len (a size_t), after an #include of
+# HEADER, which declares them (e.g. docs/openapi.json, src/service/openapi.h).
 string(REPLACE "|" ";" FILES "${FILES}")
+if(DEFINED SYMBOL)
+  get_filename_component(name ${FILES} NAME)
+  file(READ ${FILES} hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR len "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  set(body "/* Generated from ${name} by cmake/embed.cmake; do not edit. */\n#include \"${HEADER}\"\n\n")
+  string(APPEND body "const char ${SYMBOL}[] = {${bytes}0x00};\n")
+  string(APPEND body "const size_t ${SYMBOL}_len = ${len};\n")
+  file(WRITE ${OUT}.tmp "${body}")
+  file(RENAME ${OUT}.tmp ${OUT})
+  return()
+endif()
 set(body "/* Generated from migrations/ by cmake/embed.cmake; do not edit. */\n#include \"pd/migrate.h\"\n\n")
 set(table "")
 set(i 0)

@@ -10,12 +10,14 @@
 #                              detector, and the HTTP request parser
 #   scripts/test.sh --quick    only the -Werror build and its tests
 #
-# The full run also runs the suites that issue 10 names on the two other
+# The full run also runs the database suites on the two other
 # deployments, with the -Werror build: behind PgBouncer in transaction
 # pooling (scripts/pgbouncer.sh) and on Citus, a coordinator and 2 workers
 # (scripts/citus.sh, which builds Citus from $CITUS_SRC when it is not
 # installed; default: the tarball in ../shared/citus/).  The tests read the
-# deployment from PD_TEST_DEPLOYMENT (tests/support/support.h).
+# deployment from PD_TEST_DEPLOYMENT (tests/support/support.h).  Then it
+# runs every recipe of README.md and docs/deployments.md as written
+# (scripts/recipes.sh), against throwaway clusters of its own.
 #
 # Installs what is missing (scripts/setup.sh), starts and removes its own
 # PostgreSQL cluster, and exits non-zero on the first failure.
@@ -92,7 +94,8 @@ step "PgBouncer (transaction pooling): migrate, exactly-once, faults, serve isol
 bouncer_url=$(scripts/pgbouncer.sh start "$tmp/bouncer")
 echo "$bouncer_url"
 PD_TEST_DEPLOYMENT=pgbouncer PD_TEST_DATABASE_URL=$bouncer_url PD_TEST_PGDIR="$tmp/bouncer/pg" \
-  deploy_tests test_pgbouncer test_migrate test_ingest test_faults pool_race test_tenancy "test_serve=$serve_isolation" test_auth test_revisions
+  deploy_tests test_pgbouncer test_migrate test_ingest test_faults pool_race test_tenancy "test_serve=$serve_isolation" test_auth test_revisions \
+  test_review test_review_db test_review_cli test_openapi
 scripts/pgbouncer.sh stop "$tmp/bouncer"
 
 step "Citus (coordinator + 2 workers): migrate, exactly-once, worker restarts and backend kills, races, RLS on the shards, serve"
@@ -103,8 +106,12 @@ echo "$citus_url"
 PD_TEST_DEPLOYMENT=citus PD_TEST_DATABASE_URL=$citus_url PD_TEST_CITUS_DIR="$tmp/citus" \
   PD_TEST_PGDIR="$tmp/citus/coordinator" \
   deploy_tests "test_faults=faults/@(killed_backends_change_nothing|killed_backends_during_revisions_change_nothing|citus_worker_restarts_change_nothing|citus_worker_restarts_during_revisions_change_nothing)" \
-  test_citus test_migrate "test_ingest=$exactly_once" pool_race "test_tenancy=keys/*" "test_serve=$serve_isolation" test_auth test_revisions
+  test_citus test_migrate "test_ingest=$exactly_once" pool_race "test_tenancy=keys/*" "test_serve=$serve_isolation" test_auth test_revisions \
+  test_review test_review_db test_review_cli test_openapi
 scripts/citus.sh stop "$tmp/citus"
+
+step "Recipes of README.md and docs/deployments.md, run as written (scripts/recipes.sh)"
+scripts/recipes.sh
 
 step "AddressSanitizer + UndefinedBehaviorSanitizer"
 ASAN_OPTIONS=detect_leaks=1 CTEST_ARGS="" run_suite build-asan -DCMAKE_BUILD_TYPE=Debug "-DPD_SANITIZE=address;undefined"

@@ -19,6 +19,7 @@ static const char USAGE[] =
     "  report   list the automation candidates by potential savings\n"
     "  serve    multi-tenant ingestion over HTTP\n"
     "  keys     create, list and revoke the API keys of serve\n"
+    "  review   approve, reject, implement, deprecate patterns; thresholds\n"
     "\n"
     "`patternd <command> --help` describes a command.  The database is --db URL,\n"
     "else $DATABASE_URL, else libpq's PGHOST, PGPORT, PGUSER, PGDATABASE, ...\n";
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
     } commands[] = {
         {"detect", pd_cmd_detect}, {"migrate", pd_cmd_migrate}, {"ingest", pd_cmd_ingest},
         {"report", pd_cmd_report}, {"serve", pd_cmd_serve},     {"keys", pd_cmd_keys},
+        {"review", pd_cmd_review},
     };
 
     if (sodium_init() < 0) {

@@ -3,7 +3,7 @@
  * on failed checks per client.
  *
  * The key table: the service holds a copy of every key's tenant, id, salt,
- * hash and whether it is revoked (never a secret), loaded whole from
+ * hash, scopes and whether it is revoked (never a secret), loaded whole from
  * api_keys by a reader thread (pd_keys_load_all).  A key is checked against it on the
  * loop thread: its salted hash is computed and compared in constant time
  * (a microsecond).  So a flood of bogus keys costs the database nothing:
@@ -58,7 +58,8 @@ int pd_auth_replace(pd_auth_t *auth, const pd_key_entry_t *keys, size_t n);
 /* Keys in the table. */
 size_t pd_auth_keys(const pd_auth_t *auth);
 
-pd_auth_verdict_t pd_auth_check(const pd_auth_t *auth, const pd_key_t *key);
+/* Checks key; when it is valid, *scopes (may be NULL) gets its scopes (PD_SCOPE_* bits). */
+pd_auth_verdict_t pd_auth_check(const pd_auth_t *auth, const pd_key_t *key, unsigned *scopes);
 
 /*
  * A check for client failed at now_ms.  Returns true when the client had

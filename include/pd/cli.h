@@ -25,6 +25,7 @@ int pd_cmd_ingest(int argc, char **argv);
 int pd_cmd_report(int argc, char **argv);
 int pd_cmd_serve(int argc, char **argv);
 int pd_cmd_keys(int argc, char **argv);
+int pd_cmd_review(int argc, char **argv);
 
 /* Writes "patternd: <message>" to stderr. */
 void pd_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

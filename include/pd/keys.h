@@ -16,6 +16,11 @@
  * entropy, so a fast keyed hash is as strong and keeps authentication off
  * the critical path.  Hashes are compared in constant time.
  *
+ * Scopes (docs/spec.md §7): what a key may do, stored with it as a text
+ * array (api_keys.scopes) and held here as bits.  `review` includes
+ * everything `read` allows; a key with no recorded scopes holds `ingest`
+ * and `read` (the column's default).
+ *
  * The functions taking a pd_db_t run on whichever thread owns that
  * connection; the others are pure.
  */
@@ -41,6 +46,26 @@ typedef struct pd_key {
     char secret[PD_KEY_SECRET_LEN + 1];
 } pd_key_t;
 
+/* The scopes, as bits of a key's scope set. */
+#define PD_SCOPE_INGEST 1u /* POST /v1/workflows */
+#define PD_SCOPE_READ 2u   /* reading the tenant's patterns, series, examples and history */
+#define PD_SCOPE_REVIEW 4u /* changing automation_status and the thresholds; implies read */
+#define PD_SCOPES_DEFAULT (PD_SCOPE_INGEST | PD_SCOPE_READ)
+#define PD_SCOPES_TEXT_MAX sizeof("ingest,read,review")
+
+/*
+ * A comma-separated list of scope names ("ingest,read"; spaces around a
+ * name are allowed) into *out; review adds read.  Returns 0, or PD_EINVAL
+ * for an empty list or an unknown name (*out then holds the known ones).
+ */
+int pd_key_scopes_parse(const char *text, unsigned *out);
+
+/* The scope set as text, its names in the order ingest, read, review ("ingest,read"). */
+void pd_key_scopes_format(unsigned scopes, char out[PD_SCOPES_TEXT_MAX]);
+
+/* True when a key holding `held` may do what needs `needed` (one scope bit). */
+bool pd_key_scopes_allow(unsigned held, unsigned needed);
+
 /* Splits a key's text into out; PD_EINVAL when it is not a well-formed key. */
 int pd_key_parse(const char *text, pd_key_t *out);
 
@@ -53,8 +78,11 @@ void pd_key_generate(const char *tenant, pd_key_t *out);
 /* The key's text, "pdk_<tenant>~<key id>~<secret>". */
 void pd_key_format(const pd_key_t *key, char out[PD_KEY_TEXT_MAX]);
 
-/* Stores a new key (a random salt and the hash of its secret, never the secret). */
-int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err);
+/*
+ * Stores a new key with its scopes (PD_SCOPE_* bits; not 0): a random
+ * salt and the hash of its secret, never the secret.
+ */
+int pd_keys_create(pd_db_t *db, const pd_key_t *key, unsigned scopes, pd_error_t *err);
 
 /* A key as the service holds it: no secret, only its salt and salted hash. */
 typedef struct pd_key_entry {
@@ -63,6 +91,7 @@ typedef struct pd_key_entry {
     unsigned char salt[32];
     unsigned char hash[32];
     bool revoked;
+    unsigned scopes; /* PD_SCOPE_* bits */
 } pd_key_entry_t;
 
 /* True when key's secret hashes, with entry's salt, to entry's hash (compared in constant time). */
@@ -91,6 +120,7 @@ typedef struct pd_key_row {
     const char *key_id;
     const char *created_at;
     const char *revoked_at; /* NULL while the key is active */
+    const char *scopes;     /* "ingest,read", as stored */
 } pd_key_row_t;
 
 /*

@@ -1,5 +1,6 @@
 /*
- * `patternd keys create|list|revoke`: the API keys of the HTTP service.
+ * `patternd keys create|list|revoke`: the API keys of the HTTP service,
+ * each with its scopes (docs/spec.md §7).
  *
  * Runs on one thread, with one connection.  A new key's secret is printed
  * once, as the last line of standard output, and never stored: the table
@@ -17,7 +18,17 @@
 
 typedef struct keys_options {
     const char *db, *tenant;
+    unsigned scopes;
 } keys_options_t;
+
+static bool parse_scopes(const pd_option_t *opt, const char *arg, void *dst)
+{
+    if (pd_key_scopes_parse(arg, dst) == PD_OK)
+        return true;
+    pd_cli_fail("--%s: expected a comma-separated list of ingest, read and review, got '%s'",
+                opt->name, arg);
+    return false;
+}
 
 static const pd_option_t OPTIONS[] = {
     PD_OPTION_DB(keys_options_t, db),
@@ -25,38 +36,46 @@ static const pd_option_t OPTIONS[] = {
      "the tenant; required for create, and for list and revoke when\n"
      "the role is subject to row-level security (patternd_service)",
      0, 0},
+    {"scope", "S[,S...]", parse_scopes, offsetof(keys_options_t, scopes), "ingest,read",
+     "create: what the key may do: ingest (POST /v1/workflows), read\n"
+     "(the tenant's patterns, weeks, examples, history), review\n"
+     "(review moves and thresholds; includes read)",
+     0, 0},
     PD_OPTION_END,
 };
 
 static const pd_command_t COMMAND = {
-    "patternd keys create --tenant T [--db URL]\n"
+    "patternd keys create --tenant T [--scope S[,S...]] [--db URL]\n"
     "       patternd keys list [--tenant T] [--db URL]\n"
     "       patternd keys revoke [--tenant T] [--db URL] KEY_ID",
     "Manages the API keys of `patternd serve`.  A key acts for its tenant only.\n"
     "\n"
-    "  create   makes a new key for tenant T and prints it once, as the last line;\n"
-    "           only a salted hash of its secret is stored\n"
-    "  list     the keys (of tenant T): tenant, key id, created, revoked\n"
+    "  create   makes a new key for tenant T with the scopes --scope names and prints\n"
+    "           it once, as the last line; only a salted hash of its secret is stored\n"
+    "  list     the keys (of tenant T): tenant, key id, scopes, created, revoked\n"
     "  revoke   revokes the key KEY_ID (from `list`, or the part of the key between\n"
-    "           the two '~'); requests with it are refused from then on\n",
+    "           the two '~'); a running `patternd serve` refuses it within its\n"
+    "           --key-cache-seconds (2 s by default), when it reloads its keys\n",
     OPTIONS,
     1,
 };
 
 /* Each action returns the exit code. */
-static int key_create(pd_db_t *db, const char *tenant)
+static int key_create(pd_db_t *db, const char *tenant, unsigned scopes)
 {
     pd_error_t err;
     pd_key_t key;
-    char text[PD_KEY_TEXT_MAX];
+    char text[PD_KEY_TEXT_MAX], scope_text[PD_SCOPES_TEXT_MAX];
     pd_key_generate(tenant, &key);
-    if (pd_keys_create(db, &key, &err) < 0) {
+    if (pd_keys_create(db, &key, scopes, &err) < 0) {
         pd_cli_fail("%s", err.message);
         return PD_EXIT_FAIL;
     }
     pd_key_format(&key, text);
-    printf("created key %s for tenant %s; it is shown only now, keep it secret:\n%s\n", key.key_id,
-           tenant, text);
+    pd_key_scopes_format(scopes, scope_text);
+    printf("created key %s for tenant %s with scopes %s; it is shown only now, keep it secret:"
+           "\n%s\n",
+           key.key_id, tenant, scope_text, text);
     return PD_EXIT_OK;
 }
 
@@ -72,9 +91,16 @@ static int key_list(pd_db_t *db, const char *tenant)
     if (n == 0) {
         puts(tenant ? "no keys for this tenant" : "no keys (or none visible to this role)");
     } else {
-        printf("%-24s %-16s %-20s %s\n", "tenant", "key_id", "created", "revoked");
+        int width = (int)strlen("tenant");
+        for (size_t i = 0; i < n; i++) {
+            if ((int)strlen(rows[i].tenant_id) > width)
+                width = (int)strlen(rows[i].tenant_id);
+        }
+        printf("%-*s  %-16s  %-18s  %-20s  %s\n", width, "tenant", "key_id", "scopes", "created",
+               "revoked");
         for (size_t i = 0; i < n; i++)
-            printf("%-24s %-16s %-20s %s\n", rows[i].tenant_id, rows[i].key_id, rows[i].created_at,
+            printf("%-*s  %-16s  %-18s  %-20s  %s\n", width, rows[i].tenant_id, rows[i].key_id,
+                   rows[i].scopes, rows[i].created_at,
                    rows[i].revoked_at ? rows[i].revoked_at : "-");
     }
     pd_keys_list_free(rows);
@@ -134,7 +160,7 @@ int pd_cmd_keys(int argc, char **argv)
         pd_cli_fail("%s", err.message);
         return PD_EXIT_FAIL;
     }
-    int exit_code = create ? key_create(db, opt.tenant)
+    int exit_code = create ? key_create(db, opt.tenant, opt.scopes)
                     : list ? key_list(db, opt.tenant)
                            : key_revoke(db, opt.tenant, argv[1 + first]);
     pd_db_destroy(db);

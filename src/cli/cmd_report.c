@@ -1,7 +1,9 @@
 /*
  * `patternd report`: the automation candidates, ranked by potential monthly
- * savings, read through db/patterns.c and printed as a table, JSON or CSV.
- * One thread, one connection.
+ * savings, read through db/patterns.c and printed as a table (its columns
+ * as wide as their widest value), JSON (reals as their shortest decimals,
+ * pd_json_dumps) or CSV.  One thread, one connection (and the preflight's,
+ * which turns a database without the schema into "run patternd migrate").
  */
 #include <errno.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 
 #include "pd/cli.h"
 #include "pd/db.h"
+#include "pd/json.h"
 #include "pd/options.h"
 #include "pd/patterns.h"
 #include "pd/record.h"
@@ -117,6 +120,18 @@ static void money_text(double v, int width, int decimals, char out[FLOAT8_TEXT])
         snprintf(out, FLOAT8_TEXT, "%*.*e", width, width > 12 ? 6 : 4, v);
 }
 
+/* The widest of the header and each row's text of a column. */
+static int column_width(const char *header, const pd_pattern_t *rows, size_t n, bool tenant)
+{
+    size_t width = strlen(header);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(tenant ? rows[i].tenant_id : rows[i].pattern_signature);
+        if (len > width)
+            width = len;
+    }
+    return (int)width;
+}
+
 static void print_table(const pd_pattern_t *rows, size_t n, bool all_tenants)
 {
     if (n == 0) {
@@ -126,17 +141,18 @@ static void print_table(const pd_pattern_t *rows, size_t n, bool all_tenants)
                  "that bypasses it; try --tenant T)");
         return;
     }
-    printf("%4s  %-16s %-28s %8s %12s %12s %14s %10s\n", "rank", "tenant", "signature", "count",
-           "avg $ LLM", "avg $ tool", "savings $/mo", "confidence");
+    int tw = column_width("tenant", rows, n, true), sw = column_width("signature", rows, n, false);
+    printf("%4s  %-*s  %-*s  %-11s %8s %12s %12s %14s %10s\n", "rank", tw, "tenant", sw,
+           "signature", "status", "count", "avg $ LLM", "avg $ tool", "savings $/mo", "confidence");
     for (size_t i = 0; i < n; i++) {
         const pd_pattern_t *p = &rows[i];
         char llm[FLOAT8_TEXT], tool[FLOAT8_TEXT], savings[FLOAT8_TEXT];
         money_text(p->avg_cost_with_llm, 12, 4, llm);
         money_text(p->avg_cost_with_tool, 12, 4, tool);
         money_text(p->potential_monthly_savings, 14, 2, savings);
-        printf("%4zu  %-16.16s %-28.28s %8lld %s %s %s %10.0f\n", i + 1, p->tenant_id,
-               p->pattern_signature, (long long)p->occurrence_count, llm, tool, savings,
-               p->confidence_score);
+        printf("%4zu  %-*s  %-*s  %-11s %8lld %s %s %s %10.0f\n", i + 1, tw, p->tenant_id, sw,
+               p->pattern_signature, p->automation_status, (long long)p->occurrence_count, llm,
+               tool, savings, p->confidence_score);
     }
 }
 
@@ -185,9 +201,12 @@ static int print_json(const pd_pattern_t *rows, size_t n)
             return -1;
         }
     }
-    int rc = json_dumpf(list, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-    putchar('\n');
+    char *text = pd_json_dumps(list, JSON_INDENT(2));
     json_decref(list);
+    if (text == NULL)
+        return -1;
+    int rc = fputs(text, stdout) < 0 || putchar('\n') == EOF ? -1 : 0;
+    free(text);
     return rc;
 }
 
@@ -229,15 +248,29 @@ static int print_report(const pd_pattern_t *rows, size_t n, format_t format, boo
 }
 
 typedef struct report_options {
-    const char *db, *tenant;
+    const char *db, *tenant, *status;
     long top;
     format_t format;
 } report_options_t;
+
+static bool parse_status(const pd_option_t *opt, const char *arg, void *dst)
+{
+    if (pd_pattern_status_valid(arg)) {
+        *(const char **)dst = arg;
+        return true;
+    }
+    pd_cli_fail("--%s: expected detected, candidate, approved, rejected, implemented or "
+                "deprecated, got '%s'",
+                opt->name, arg);
+    return false;
+}
 
 static const pd_option_t OPTIONS[] = {
     PD_OPTION_DB(report_options_t, db),
     {"tenant", "T", pd_opt_tenant, offsetof(report_options_t, tenant), NULL,
      "only this tenant's patterns (default: every tenant)", 0, 0},
+    {"status", "S", parse_status, offsetof(report_options_t, status), NULL,
+     "only patterns whose automation_status is S (docs/spec.md §5)", 0, 0},
     {"top", "N", pd_opt_long, offsetof(report_options_t, top), "20",
      "at most N patterns; 0 for all", 0, 1000000000},
     {"format", "F", parse_format, offsetof(report_options_t, format), "table",
@@ -246,10 +279,15 @@ static const pd_option_t OPTIONS[] = {
 };
 
 static const pd_command_t COMMAND = {
-    "patternd report [--db URL] [--tenant T] [--top N] [--format table|json|csv]",
+    "patternd report [--db URL] [--tenant T] [--status S] [--top N] [--format table|json|csv]",
     "Lists the detected patterns, most promising automation candidates first\n"
-    "(by potential monthly savings): signature, occurrences, average cost with\n"
-    "the LLM and with a deterministic tool, savings and confidence.\n",
+    "(by potential monthly savings): signature, status, occurrences, average cost\n"
+    "with the LLM and with a deterministic tool, savings and confidence.  Patterns\n"
+    "left without occurrences by revisions are not listed.\n"
+    "\n"
+    "A workflow counts in every pattern its signatures name, so savings summed\n"
+    "across patterns count a workflow with several signatures once per signature:\n"
+    "each pattern's savings stand on their own, their sum overstates the total.\n",
     OPTIONS,
     0,
 };
@@ -272,8 +310,12 @@ int pd_cmd_report(int argc, char **argv)
      * any role under row-level security; across tenants it needs a role that
      * bypasses the policies (the owner with BYPASSRLS, or a superuser).
      */
-    if (pd_db_connect(pd_db_conninfo(opt.db), &db, &err) < 0 ||
-        pd_patterns_read(db, tenant, opt.top, &rows, &n, &err) < 0) {
+    const char *conninfo = pd_db_conninfo(opt.db);
+    pd_patterns_filter_t filter = {.tenant = tenant, .status = opt.status, .limit = opt.top};
+    if (pd_cli_preflight(conninfo, false, false, false) < 0)
+        return PD_EXIT_FAIL; /* it said why: unreachable, or run `patternd migrate` first */
+    if (pd_db_connect(conninfo, &db, &err) < 0 ||
+        pd_patterns_read(db, &filter, &rows, &n, NULL, &err) < 0) {
         pd_cli_fail("%s", err.message);
         pd_db_destroy(db);
         return PD_EXIT_FAIL;

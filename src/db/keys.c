@@ -18,17 +18,20 @@
 #define SALT_BYTES crypto_generichash_KEYBYTES /* 32 */
 #define HASH_BYTES crypto_generichash_BYTES    /* 32 */
 
-static const char SQL_INSERT[] = "INSERT INTO api_keys (tenant_id, key_id, salt, hash)"
-                                 " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'))";
+static const char SQL_INSERT[] =
+    "INSERT INTO api_keys (tenant_id, key_id, salt, hash, scopes)"
+    " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'), string_to_array($5, ','))";
 static const char SQL_LOAD_ALL[] = "SELECT tenant_id, key_id, encode(salt, 'hex'),"
-                                   " encode(hash, 'hex'), revoked_at IS NOT NULL FROM api_keys";
+                                   " encode(hash, 'hex'), revoked_at IS NOT NULL,"
+                                   " array_to_string(scopes, ',') FROM api_keys";
 static const char SQL_REVOKE[] = "UPDATE api_keys SET revoked_at = now()"
                                  " WHERE ($1::text IS NULL OR tenant_id = $1) AND key_id = $2"
                                  " AND revoked_at IS NULL";
 static const char SQL_LIST[] =
     "SELECT tenant_id, key_id,"
     " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-    " to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    " to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    " array_to_string(scopes, ',')"
     " FROM api_keys WHERE $1::text IS NULL OR tenant_id = $1"
     " ORDER BY created_at, tenant_id COLLATE \"C\", key_id";
 
@@ -50,6 +53,58 @@ static bool is_base64url(const char *s, size_t n)
             return false;
     }
     return true;
+}
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} SCOPES[] = {{"ingest", PD_SCOPE_INGEST}, {"read", PD_SCOPE_READ}, {"review", PD_SCOPE_REVIEW}};
+
+int pd_key_scopes_parse(const char *text, unsigned *out)
+{
+    int rc = PD_OK;
+    *out = 0;
+    for (const char *p = text;;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t len = n;
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        bool known = false;
+        for (size_t i = 0; i < sizeof(SCOPES) / sizeof(SCOPES[0]); i++) {
+            if (len == strlen(SCOPES[i].name) && strncmp(p, SCOPES[i].name, len) == 0) {
+                *out |= SCOPES[i].bit;
+                known = true;
+            }
+        }
+        if (!known)
+            rc = PD_EINVAL;
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    if (*out & PD_SCOPE_REVIEW)
+        *out |= PD_SCOPE_READ;
+    return *out == 0 ? PD_EINVAL : rc;
+}
+
+void pd_key_scopes_format(unsigned scopes, char out[PD_SCOPES_TEXT_MAX])
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(SCOPES) / sizeof(SCOPES[0]); i++) {
+        if (scopes & SCOPES[i].bit)
+            len += (size_t)snprintf(out + len, PD_SCOPES_TEXT_MAX - len, "%s%s", len ? "," : "",
+                                    SCOPES[i].name);
+    }
+}
+
+bool pd_key_scopes_allow(unsigned held, unsigned needed)
+{
+    if (held & PD_SCOPE_REVIEW)
+        held |= PD_SCOPE_READ;
+    return (held & needed) == needed;
 }
 
 int pd_key_parse(const char *text, pd_key_t *out)
@@ -121,8 +176,10 @@ static void hash_secret(const pd_key_t *key, const unsigned char salt[SALT_BYTES
                        salt, SALT_BYTES);
 }
 
-int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err)
+int pd_keys_create(pd_db_t *db, const pd_key_t *key, unsigned scopes, pd_error_t *err)
 {
+    char scope_text[PD_SCOPES_TEXT_MAX];
+    pd_key_scopes_format(scopes, scope_text);
     unsigned char salt[SALT_BYTES], hash[HASH_BYTES];
     char salt_hex[2 * SALT_BYTES + 1], hash_hex[2 * HASH_BYTES + 1];
     randombytes_buf(salt, sizeof(salt));
@@ -132,8 +189,8 @@ int pd_keys_create(pd_db_t *db, const pd_key_t *key, pd_error_t *err)
     int rc = pd_db_begin_tenant(db, key->tenant, err);
     if (rc < 0)
         return rc;
-    const char *params[] = {key->tenant, key->key_id, salt_hex, hash_hex};
-    rc = pd_db_query(db, SQL_INSERT, 4, params, NULL, err);
+    const char *params[] = {key->tenant, key->key_id, salt_hex, hash_hex, scope_text};
+    rc = pd_db_query(db, SQL_INSERT, 5, params, NULL, err);
     return pd_db_end(db, rc, err);
 }
 
@@ -181,6 +238,8 @@ int pd_keys_load_all(pd_db_t *db, pd_key_entry_t **keys, size_t *n, pd_error_t *
         memcpy(e->tenant, tenant, strlen(tenant) + 1);
         memcpy(e->key_id, key_id, PD_KEY_ID_LEN + 1);
         e->revoked = strcmp(PQgetvalue(res, i, 4), "t") == 0;
+        /* The table's constraint allows only known names; an empty set never passes a check. */
+        pd_key_scopes_parse(PQgetvalue(res, i, 5), &e->scopes);
         kept++;
     }
     *keys = out;
@@ -237,6 +296,7 @@ int pd_keys_list(pd_db_t *db, const char *tenant, pd_key_row_t **rows, size_t *n
             .key_id = pd_db_text_copy(res, i, 1, &strings),
             .created_at = pd_db_text_copy(res, i, 2, &strings),
             .revoked_at = pd_db_text_copy(res, i, 3, &strings),
+            .scopes = pd_db_text_copy(res, i, 4, &strings),
         };
     }
     *rows = out;

@@ -87,16 +87,20 @@ size_t pd_auth_keys(const pd_auth_t *auth)
     return auth->n_keys;
 }
 
-pd_auth_verdict_t pd_auth_check(const pd_auth_t *auth, const pd_key_t *key)
+pd_auth_verdict_t pd_auth_check(const pd_auth_t *auth, const pd_key_t *key, unsigned *scopes)
 {
     size_t lo = 0, hi = auth->n_keys;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = compare_ids(key->tenant, key->key_id, &auth->keys[mid]);
-        if (c == 0)
-            return !auth->keys[mid].revoked && pd_key_matches(key, &auth->keys[mid])
-                       ? PD_AUTH_VALID
-                       : PD_AUTH_REFUSED;
+        if (c == 0) {
+            const pd_key_entry_t *e = &auth->keys[mid];
+            if (e->revoked || !pd_key_matches(key, e))
+                return PD_AUTH_REFUSED;
+            if (scopes != NULL)
+                *scopes = e->scopes;
+            return PD_AUTH_VALID;
+        }
         if (c < 0)
             hi = mid;
         else

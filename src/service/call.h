@@ -5,14 +5,17 @@
  * status needs, each answer counted in the metrics and logged.
  *
  * A call belongs to one thread at a time and ends with exactly one answer:
- * pd__call_answer(), pd__call_answer_json() or pd__call_fail(), which free it
- * (or pd__call_free() for a request answered through pd_http_respond()).
- * Loop thread.
+ * pd__call_respond(), pd__call_answer(), pd__call_answer_json(),
+ * pd__call_fail() or pd__call_fail_with(), which free it.  Every answer is
+ * counted under the call's route and logged, one line per request at level
+ * info (request id, method, path without its query, status, milliseconds,
+ * and the tenant once its key was checked; never the key).  Loop thread.
  */
 #ifndef PD_SERVICE_CALL_H
 #define PD_SERVICE_CALL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,10 +25,15 @@
 
 typedef struct pd__call {
     pd_http_request_t *req;
-    pd_metrics_t *metrics; /* borrowed: where the answer is counted */
+    pd_metrics_t *metrics; /* borrowed: where the answer is counted; NULL: counted already */
     const char *route;     /* a metric label (static storage) */
     uint64_t started_ns;
-    pd_key_t key; /* a /v1 request's key, once read from its Authorization header */
+    pd_key_t key;    /* a /v1 request's key, once read from its Authorization header */
+    unsigned scopes; /* the key's scopes (PD_SCOPE_*), once the key ring found it valid */
+    bool key_valid;  /* ... and that it did */
+    /* The route's own state, released with data_free(data) when the call is freed. */
+    void *data;
+    void (*data_free)(void *data);
     /*
      * What follows a valid key, with its context (the key ring calls it),
      * and the key ring's queue of calls waiting for a load of the key
@@ -41,10 +49,21 @@ typedef struct pd__call {
 /* A new call for req, counted under route (static storage); NULL when out of memory. */
 pd__call_t *pd__call_create(pd_http_request_t *req, pd_metrics_t *metrics, const char *route);
 
-/* Answers with body (copied), counting the request in the metrics, and frees the call. */
+/*
+ * Answers with body (copied) of content_type, extra headers ("" or lines
+ * ending in "\r\n"), counting the request in the metrics and logging it;
+ * frees the call.
+ */
+void pd__call_respond(pd__call_t *call, int status, const char *content_type, const char *extra,
+                      const char *body, size_t len);
+
+/* pd__call_respond() of a JSON body. */
 void pd__call_answer(pd__call_t *call, int status, const char *extra, const char *body, size_t len);
 
-/* Answers doc (stolen) as the JSON body, with a newline (503 when it cannot be rendered). */
+/*
+ * Answers doc (stolen) as the JSON body (pd_json_dumps: reals as their
+ * shortest decimals), with a newline (503 when it cannot be rendered).
+ */
 void pd__call_answer_json(pd__call_t *call, int status, const char *extra, json_t *doc);
 
 /*
@@ -54,7 +73,10 @@ void pd__call_answer_json(pd__call_t *call, int status, const char *extra, json_
  */
 void pd__call_fail(pd__call_t *call, int status, const char *message);
 
-/* Releases a call whose request was answered directly, with pd_http_respond(). */
+/* pd__call_fail() with extra headers besides those (e.g. "Allow: GET, HEAD\r\n" for a 405). */
+void pd__call_fail_with(pd__call_t *call, int status, const char *extra, const char *message);
+
+/* Releases a call (and its data) without answering: only when its request is gone already. */
 void pd__call_free(pd__call_t *call);
 
 #endif

@@ -103,8 +103,9 @@ static void refuse(pd__keyring_t *ring, pd__call_t *call)
 
 void pd__keyring_authenticate(pd__keyring_t *ring, pd__call_t *call)
 {
-    switch (pd_auth_check(ring->auth, &call->key)) {
+    switch (pd_auth_check(ring->auth, &call->key, &call->scopes)) {
     case PD_AUTH_VALID:
+        call->key_valid = true;
         call->authorized(call);
         return;
     case PD_AUTH_REFUSED:
@@ -139,9 +140,10 @@ static void settle_waiting(pd__keyring_t *ring, uint64_t load, bool loaded)
         ring->n_waiting--;
         if (!loaded)
             pd__call_fail(call, 503, "the database is unavailable; retry later");
-        else if (pd_auth_check(ring->auth, &call->key) == PD_AUTH_VALID)
+        else if (pd_auth_check(ring->auth, &call->key, &call->scopes) == PD_AUTH_VALID) {
+            call->key_valid = true;
             call->authorized(call);
-        else
+        } else
             refuse(ring, call);
     }
 }

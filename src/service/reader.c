@@ -3,10 +3,14 @@
  *
  * Threads: each reader thread owns one pd_db_t (connected on first use) and
  * runs one job at a time: load every API key (for the key ring,
- * keyring.c), read a tenant's patterns as the JSON answer, or check
- * readiness (PostgreSQL answers and every built-in migration is applied).
- * Reads are idempotent, so a lost connection is retried once on a fresh
- * one.  pd__reader_done() runs on the loop thread.
+ * keyring.c), answer a read or review endpoint (api.c), or check readiness
+ * (PostgreSQL answers and every built-in migration is applied).  A job that
+ * met a lost connection is run once more on a fresh one.  Reads are
+ * idempotent; so are the writes, as far as their answers allow: a review
+ * carries the status it expects, so one whose COMMIT was lost but happened
+ * is refused the second time (409, reporting the status it set), never
+ * applied twice, and thresholds are set to the same values again.
+ * pd__reader_done() runs on the loop thread.
  */
 #include "reader.h"
 
@@ -15,10 +19,10 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#include "api.h"
 #include "pd/db.h"
 #include "pd/log.h"
 #include "pd/migrate.h"
-#include "pd/patterns.h"
 
 /* After a failed connect, readers without a connection answer at once for this long. */
 #define DOWN_RETRY_MS 1000
@@ -101,7 +105,7 @@ static int attempt(reader_t *r, pd__reader_job_t *j)
             return rc < 0 ? rc : PD_EDB;
         return pd_keys_load_all(r->db, &j->keys, &j->n_keys, &j->err);
     }
-    return pd_patterns_read_tenant_json(r->db, j->tenant, j->top, &j->body, &j->len, &j->err);
+    return pd__api_answer(r->db, j->api, &j->status, &j->body, &j->len, &j->err);
 }
 
 void pd__reader_work(void *state, pd_job_t *job)

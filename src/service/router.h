@@ -1,11 +1,24 @@
 /*
  * Private to src/service/: which handler a request goes to, and the first
  * step of each: the pd_http_config_t callbacks of the service's two
- * addresses.  /healthz and /metrics are answered at once; the key of a /v1
- * route is checked by the key ring, without a database lookup, then the
- * body goes to the ingestion endpoint (POST /v1/workflows) or the read to a
- * reader thread (GET /v1/patterns); /readyz is checked on a reader thread
- * too.  The loop never waits on the database.  Loop thread.
+ * addresses.
+ *
+ * /healthz, /metrics and /v1/openapi.json are answered at once, without a
+ * key.  The key of every other /v1 route is checked by the key ring,
+ * without a database lookup, then its scope (docs/spec.md §7: 403 without
+ * it, before any body byte is read); then the body goes to the ingestion
+ * endpoint (POST /v1/workflows), or the request, with its small JSON body
+ * when it has one, to a reader thread (api.h: the patterns, a review, the
+ * summary, the thresholds).  /readyz is checked on a reader thread too.
+ * The loop never waits on the database.
+ *
+ * Each route is one row of router.c's ENDPOINTS (path, method, the
+ * function that serves it, and for keyed routes the api.h endpoint and
+ * scope), so adding a route is adding a row.
+ *
+ * HEAD is allowed wherever GET is (answered as GET, without the body); a
+ * method a route does not serve gets 405 with an Allow header listing
+ * those it does.  Loop thread.
  */
 #ifndef PD_SERVICE_ROUTER_H
 #define PD_SERVICE_ROUTER_H
