@@ -82,7 +82,7 @@ static inline pd_batch_t *pd_batch_of(pd_job_t *job)
     return (pd_batch_t *)job;
 }
 
-/* What became of the records of one run or one request: the counts of SPEC §4. */
+/* What became of the records of one run or one request: the counts of docs/spec.md §4. */
 typedef struct pd_tally {
     long total;          /* records read */
     long processed;      /* recorded now, for the first time */

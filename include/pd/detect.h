@@ -1,5 +1,5 @@
 /*
- * Pattern detection (SPEC §2): signatures and characteristics of one record.
+ * Pattern detection (docs/spec.md §2): signatures and characteristics of one record.
  *
  * Pure: no I/O, no globals, nothing shared, so any thread may call it with
  * its own pd_detection_t.  A detection is reused from record to record; its
@@ -19,8 +19,8 @@
 #define PD_SIGNATURE_MAX 32
 
 /*
- * The keywords of SPEC §2.5, in their output order; bit i of
- * pd_detection_t.keywords is pd_detect_keywords[i].  (The SPEC lists 19.)
+ * The keywords of docs/spec.md §2.5, in their output order; bit i of
+ * pd_detection_t.keywords is pd_detect_keywords[i].  (docs/spec.md lists 19.)
  */
 #define PD_KEYWORD_COUNT 19
 extern const char *const pd_detect_keywords[PD_KEYWORD_COUNT];

@@ -16,7 +16,7 @@
 #include "pd/detect.h"
 #include "pd/record.h"
 
-/* Appends the characteristics object of SPEC §2.5, in the reference's key order. */
+/* Appends the characteristics object of docs/spec.md §2.5, in the reference's key order. */
 void pd_jsonw_characteristics(pd_buf_t *buf, const pd_detection_t *det, const pd_record_t *rec);
 
 /*

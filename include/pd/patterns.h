@@ -1,5 +1,5 @@
 /*
- * Reading the detected patterns (the operation_patterns table, SPEC §3.2)
+ * Reading the detected patterns (the operation_patterns table, docs/spec.md §3.2)
  * back: as typed rows for `patternd report` and `patternd review list`
  * (every tenant or one), and as the JSON documents of the service's GET
  * /v1/patterns and GET /v1/patterns/{id} (one tenant, under row-level
@@ -7,7 +7,7 @@
  * and review history (§5).
  *
  * Patterns whose occurrences were all taken away by revisions
- * (occurrence_count 0, SPEC §3.4) are left out of every list; a pattern
+ * (occurrence_count 0, docs/spec.md §3.4) are left out of every list; a pattern
  * read by its id is shown whatever its count.
  *
  * Threads: the functions taking a pd_db_t run on the thread that owns it
@@ -27,7 +27,7 @@
 typedef struct pd_db pd_db_t; /* include/pd/db.h */
 
 /*
- * One row of operation_patterns, with every column of SPEC §3.2 and those
+ * One row of operation_patterns, with every column of docs/spec.md §3.2 and those
  * of the review lifecycle.  Times are ISO 8601 in UTC to the microsecond
  * ("2024-05-01T12:00:00.000000Z").  The doubles are always finite (see
  * pd_patterns_number()).
@@ -55,7 +55,7 @@ typedef struct pd_pattern {
     const char *implemented_at;    /* NULL until it was first implemented */
 } pd_pattern_t;
 
-/* The automation statuses of SPEC §5, in the graph's order; NULL-terminated. */
+/* The automation statuses of docs/spec.md §5, in the graph's order; NULL-terminated. */
 extern const char *const pd_pattern_statuses[];
 
 /* True when name is one of pd_pattern_statuses. */
@@ -134,7 +134,7 @@ int pd_patterns_list_json(pd_db_t *db, const pd_patterns_filter_t *f, json_t **o
  *              reviewer, notes, reason, at}
  *   occurrences_since_implemented
  *              for an implemented pattern, its occurrences whose event time
- *              is at or after implemented_at (SPEC §5); absent otherwise
+ *              is at or after implemented_at (docs/spec.md §5); absent otherwise
  * read in one transaction scoped to tenant.  *out is a new reference, or
  * NULL when the tenant has no pattern id.  Returns 0, PD_ENOMEM or the
  * errors of pd_db_query().

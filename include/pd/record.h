@@ -1,5 +1,5 @@
 /*
- * One workflow record (SPEC §1): parsing and validation of one NDJSON line.
+ * One workflow record (docs/spec.md §1): parsing and validation of one NDJSON line.
  *
  * Shared by `patternd detect`, `patternd ingest` and the HTTP service, so a
  * record is accepted or rejected for the same reason whatever its route.
@@ -71,10 +71,10 @@ typedef struct pd_record {
     bool has_start_time;
     int64_t start_time_us; /* event time, microseconds since the Unix epoch, UTC */
     bool has_version;      /* updated_at was given */
-    int64_t version_us;    /* updated_at, as start_time_us: the record's version (SPEC §3.4) */
-    bool unfinished;       /* status is "pending" or "running": counts nowhere yet */
-    int64_t digest;        /* a hash of the content patternd reads (same version: same content?) */
-    char *strings;         /* the one heap block behind every pointer above */
+    int64_t version_us; /* updated_at, as start_time_us: the record's version (docs/spec.md §3.4) */
+    bool unfinished;    /* status is "pending" or "running": counts nowhere yet */
+    int64_t digest;     /* a hash of the content patternd reads (same version: same content?) */
+    char *strings;      /* the one heap block behind every pointer above */
 } pd_record_t;
 
 /*

@@ -1,7 +1,7 @@
 /*
  * Where `patternd ingest` puts what it has to say: rejected records (to a
  * dead-letter file or standard error), the progress line on a terminal and
- * the closing JSON summary (SPEC §4).  Loop thread only.
+ * the closing JSON summary (docs/spec.md §4).  Loop thread only.
  */
 #ifndef PD_SINK_H
 #define PD_SINK_H
@@ -45,7 +45,7 @@ void pd_progress_draw(FILE *to, const pd_tally_t *t, double seconds, int64_t byt
                       int64_t bytes_total);
 
 /*
- * The summary line of SPEC §4 with throughput and commit latencies, as one
+ * The summary line of docs/spec.md §4 with throughput and commit latencies, as one
  * JSON line.  stopped, when not NULL, says why reading stopped before the
  * end of the input (e.g. "max-rejects") and goes in as "stopped".
  */

@@ -170,7 +170,7 @@ static void print_csv(const pd_pattern_t *rows, size_t n)
         float8_text(p->confidence_score, conf);
         float8_text(p->potential_monthly_savings, savings);
         to_seconds(p->last_seen, last_seen);
-        /* Tenants and signatures hold no commas or quotes (SPEC §1, §2). */
+        /* Tenants and signatures hold no commas or quotes (docs/spec.md §1, §2). */
         printf("%s,%s,%s,%lld,%lld,%s,%lld,%s,%s,%s,%s,%s\n", p->tenant_id, p->pattern_signature,
                p->pattern_type, (long long)p->occurrence_count, (long long)p->avg_tokens_with_llm,
                cost_llm, (long long)p->avg_tokens_with_tool, cost_tool, conf, savings,

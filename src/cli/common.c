@@ -56,10 +56,11 @@ static int check_rls_role(pd_db_t *db, bool allow_bypass)
         return -1;
     }
     if (bypass && !allow_bypass) {
-        pd_cli_fail("role %s bypasses row-level security (superuser, BYPASSRLS or owner of the "
-                    "tables), so tenants would not be isolated by the database: connect as a "
-                    "member of patternd_service (see README), or pass --allow-rls-bypass",
-                    role);
+        pd_cli_fail(
+            "role %s bypasses row-level security (superuser, BYPASSRLS or owner of the "
+            "tables), so tenants would not be isolated by the database: connect as a "
+            "member of patternd_service (see docs/deployments.md), or pass --allow-rls-bypass",
+            role);
         return -1;
     }
     if (bypass)

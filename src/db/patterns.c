@@ -3,7 +3,7 @@
  *
  * One list statement serves every list: `patternd report` and `patternd
  * review list` (every tenant, or one) and GET /v1/patterns (one tenant).
- * It returns the columns of SPEC §3.2 and of the review lifecycle as text,
+ * It returns the columns of docs/spec.md §3.2 and of the review lifecycle as text,
  * times as ISO 8601 to the microsecond.  The numeric columns (average
  * costs, savings) come as the numeric's own text and are converted to
  * double here, not by a ::float8 cast in SQL: a cast fails the whole

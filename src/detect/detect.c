@@ -1,5 +1,5 @@
 /*
- * Pattern detection (SPEC §2): the signatures and characteristics of one
+ * Pattern detection (docs/spec.md §2): the signatures and characteristics of one
  * workflow record, the stage between a parsed record and its output (a
  * `patternd detect` line, or the row a worker writes).
  *
@@ -30,7 +30,7 @@
  * questions of the lower-cased nl_input and 24 of the template and error
  * message; asked one by one they cost microseconds, so pd__find_needles()
  * answers all the questions about one text in one pass, and the rules, which
- * read like the SPEC, only test bits.  Nothing is allocated per call: the
+ * read like docs/spec.md, only test bits.  Nothing is allocated per call: the
  * lower-cased texts and the file spans live in buffers of the
  * pd_detection_t that grow to the largest record seen.
  *
@@ -199,7 +199,7 @@ static bool has_word_all(const struct haystack *h)
     return false;
 }
 
-/* ---- Signatures (SPEC §2.1-2.4) ---------------------------------------------- */
+/* ---- Signatures (docs/spec.md §2.1-2.4) ---------------------------------------------- */
 
 /* The target rule of §2.1; t is the lower-cased workflow_template. */
 static const char *target_of(const struct haystack *l, const struct haystack *t)
@@ -219,7 +219,7 @@ static const char *target_of(const struct haystack *l, const struct haystack *t)
     return "all";
 }
 
-/* out = "category:sub:target" (at most 24 bytes with the SPEC's words). */
+/* out = "category:sub:target" (at most 24 bytes with docs/spec.md's words). */
 static void signature(char out[PD_SIGNATURE_MAX], const char *category, const char *sub,
                       const char *target)
 {

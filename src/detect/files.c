@@ -1,5 +1,5 @@
 /*
- * files_mentioned (SPEC §2.5): the reference's six re.findall()s on the
+ * files_mentioned (docs/spec.md §2.5): the reference's six re.findall()s on the
  * original nl_input, without a regex engine.
  *
  * In each of the regexes \w can never match the literal that follows it

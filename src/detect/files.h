@@ -20,7 +20,7 @@ enum {
 };
 
 /*
- * SPEC §2.5 files_mentioned of the nl_input s (original case) into
+ * docs/spec.md §2.5 files_mentioned of the nl_input s (original case) into
  * det->files, trying only the regexes in candidates.  Returns 0 or PD_ENOMEM.
  */
 int pd__find_files(pd_detection_t *det, const char *s, size_t len, unsigned candidates);

@@ -1,5 +1,5 @@
 /*
- * Record parsing and validation (SPEC §1): the stage between a source (a
+ * Record parsing and validation (docs/spec.md §1): the stage between a source (a
  * line of a file, or of an HTTP body) and the batch.
  *
  * Threads: none of its own and no state between calls.  It runs where the
@@ -480,7 +480,7 @@ static void digest_int(crypto_generichash_state *st, char tag, bool present, int
  * The record's content as patternd reads it, hashed (BLAKE2b, 64 bits): the
  * values after parsing, so 12 and 12.0, or two spellings of one instant,
  * are the same content.  Two versions of a workflow with the same
- * updated_at and different digests are a conflict (SPEC §3.4).
+ * updated_at and different digests are a conflict (docs/spec.md §3.4).
  */
 static int64_t content_digest(const pd_record_t *r, const pd_text_t *status)
 {

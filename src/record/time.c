@@ -1,5 +1,5 @@
 /*
- * Timestamps of records (start_time, SPEC §1): ISO-8601 / RFC 3339 to
+ * Timestamps of records (start_time, docs/spec.md §1): ISO-8601 / RFC 3339 to
  * microseconds since the Unix epoch, by hand because the C library has no
  * portable parser for it (strptime has no fractions or offsets, and
  * timegm is not standard C).  Pure: any thread may call it.

@@ -1,7 +1,7 @@
 /*
  * Private to src/service/: what became of each record of one POST
  * /v1/workflows body, in body order, and the answer that reports it (the
- * SPEC §4 summary plus "results").
+ * docs/spec.md §4 summary plus "results").
  *
  * A rejection keeps its field and reason for the first
  * PD__RESULTS_DETAILED rejections of a request and is only counted past

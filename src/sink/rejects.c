@@ -7,7 +7,7 @@
  * Thread: the loop thread.  A line that is not valid UTF-8 is kept as
  * base64, an oversize one by its size only, so nothing rejected is lost.
  *
- * A reject must never stop the run (SPEC §1: a rejected record never stops
+ * A reject must never stop the run (docs/spec.md §1: a rejected record never stops
  * the rest), so nothing here trusts the text it is given: every string is
  * made valid UTF-8 (pd_json_text()) before it goes into the JSON line, so
  * jansson cannot refuse it, and when even that line cannot be built for

@@ -1,6 +1,6 @@
 /*
  * What `patternd ingest` shows while and after it runs: a progress line on
- * a terminal, and the summary of SPEC §4 as the last line of its output.
+ * a terminal, and the summary of docs/spec.md §4 as the last line of its output.
  * Loop thread.
  */
 #include <jansson.h>

@@ -1,9 +1,9 @@
 /*
- * Stage: detect (src/detect/detect.c).  Detection (SPEC §2) on hand-built records: the branches and
- * quirks of the reference that the vector files exercise only in passing — rule order, substring
- * matches, \ball\b next to non-ASCII text, the file regexes' findall semantics, and Python's idea
- * of lower case, length and whitespace. Every expected value was computed with the reference's
- * Python semantics.
+ * Stage: detect (src/detect/detect.c).  Detection (docs/spec.md §2) on hand-built records: the
+ * branches and quirks of the reference that the vector files exercise only in passing — rule order,
+ * substring matches, \ball\b next to non-ASCII text, the file regexes' findall semantics, and
+ * Python's idea of lower case, length and whitespace. Every expected value was computed with the
+ * reference's Python semantics.
  */
 #include <criterion/criterion.h>
 #include <jansson.h>

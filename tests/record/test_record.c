@@ -1,6 +1,6 @@
 /*
- * Stage: record (src/record).  Record validation (SPEC §1): one test per rejection class, each
- * checking that the record is refused and that the error names the line and field.
+ * Stage: record (src/record).  Record validation (docs/spec.md §1): one test per rejection class,
+ * each checking that the record is refused and that the error names the line and field.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
