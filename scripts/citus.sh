@@ -125,7 +125,9 @@ start)
   start_node() {
     local d
     d=$(node_dir "$dir" "$1")
-    "$pg" start "$d" >/dev/null
+    # Every test database keeps connections between the nodes and a maintenance
+    # daemon per node, and the suites make a hundred or more of them.
+    PG_MAX_CONNECTIONS=1000 "$pg" start "$d" >/dev/null
     # Node-to-node connections stay on loopback without TLS (throwaway cluster);
     # Citus raises max_prepared_transactions itself for its two-phase commits.
     cat >>"$d/data/postgresql.conf" <<EOF

@@ -10,9 +10,10 @@
 # the server runs as the postgres OS user, since PostgreSQL refuses root.
 # Durability settings are PostgreSQL's defaults (fsync and synchronous_commit
 # on), so what is measured against it is what production would see.
+# PG_MAX_CONNECTIONS sets max_connections (default 200).
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$bindir/initdb" ] || { echo "pg.sh: PostgreSQL server binaries not found; run scripts/setup.sh" >&2; exit 1; }
@@ -45,7 +46,7 @@ start)
     port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue  # taken
     if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null; then
+         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=${PG_MAX_CONNECTIONS:-200}" start >/dev/null; then
       echo "$port" >"$dir/port"
       url_of "$dir"
       exit 0
