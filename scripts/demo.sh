@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: install what is missing, build,
+# The main job, end to end on the local machine: install what is missing, build,
 # start a throwaway PostgreSQL, migrate, show what `patternd detect` finds in
 # the bundled sample, ingest it (twice, to show that a re-run counts nothing
 # again) and print the automation candidates.
