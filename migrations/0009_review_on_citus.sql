@@ -2,9 +2,8 @@
 -- and no now() inside a CASE: Citus refuses a non-IMMUTABLE function in a
 -- CASE of an UPDATE of a distributed table ("non-IMMUTABLE functions are
 -- not allowed in CASE or COALESCE statements"), so the move to implemented
--- sets implemented_at in an UPDATE of its own.  The function stays
--- distributed by its tenant argument (0008); Citus passes the replacement
--- on to the worker nodes.
+-- sets implemented_at in an UPDATE of its own.  Migration 0011
+-- distributes it by its tenant argument on Citus.
 CREATE OR REPLACE FUNCTION patternd_review(p_tenant text, p_id bigint, p_action text,
                                            p_expected text, p_actor text, p_reviewer text,
                                            p_notes text, p_reason text,

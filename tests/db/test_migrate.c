@@ -166,6 +166,31 @@ Test(migrate, earlier_text_differing_in_comments_is_accepted)
     free(url);
 }
 
+/*
+ * A database migrated by an earlier build, whose last migration was 0008,
+ * takes the migrations after it: the files it applied are unchanged.
+ */
+Test(migrate, a_database_of_an_earlier_build_takes_the_later_migrations)
+{
+    char *url = pdt_new_database();
+    char dir[32], cmd[4096], extra[256];
+    copy_migrations("000[1-8]_*.sql", dir, extra, sizeof(extra));
+    char *out;
+    cr_assert_eq(migrate(url, extra, &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "8 applied now"), "%s", out);
+    free(out);
+    cr_assert_eq(migrate(url, "", &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "applied 0011_citus_delegation.sql"), "%s", out);
+    free(out);
+    char *fn = pdt_sql_value(url, "SELECT count(*) FROM pg_proc WHERE proname = "
+                                  "'patternd_move_candidates' AND prosrc LIKE '%unnest(m_ids%'");
+    cr_assert_str_eq(fn, "1", "0011 replaced patternd_move_candidates");
+    free(fn);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    free(url);
+}
+
 Test(migrate, edited_migration_is_refused)
 {
     char *url = pdt_new_database();
