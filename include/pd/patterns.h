@@ -142,12 +142,4 @@ int pd_patterns_list_json(pd_db_t *db, const pd_patterns_filter_t *f, json_t **o
 int pd_patterns_detail_json(pd_db_t *db, const char *tenant, int64_t id, long weeks, json_t **out,
                             pd_error_t *err);
 
-/*
- * The same document read in the transaction already open on db (scoped to
- * tenant by the caller): for a write that answers with the pattern as it
- * left it.  Same returns.
- */
-int pd_patterns_detail_json_in(pd_db_t *db, const char *tenant, int64_t id, long weeks,
-                               json_t **out, pd_error_t *err);
-
 #endif

@@ -74,13 +74,14 @@ typedef enum pd_review_result {
 /*
  * Makes the move rq asks for on tenant's pattern, in one transaction:
  * patternd_review() checks and changes the status and writes the audit
- * row, and on success the pattern's document (pd_patterns_detail_json) is
- * read in the same transaction, as the move left it.  *result says what
+ * row; on success the pattern's document (pd_patterns_detail_json) is
+ * then read in a transaction of its own, so that the pattern's row is not
+ * locked while the document's reads run.  *result says what
  * happened; status gets the pattern's status after the call (for a
  * conflict, the status it has); *doc (may be NULL) gets the document for
  * PD_REVIEW_OK, a new reference, else NULL.  Returns 0 or the errors of
  * pd_db_query() (nothing changed then, unless the connection was lost
- * during COMMIT).
+ * during COMMIT or the error came from reading the document after it).
  */
 int pd_review_apply(pd_db_t *db, const char *tenant, const pd_review_request_t *rq,
                     pd_review_result_t *result, char status[PD_REVIEW_STATUS_MAX], json_t **doc,

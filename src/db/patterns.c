@@ -19,8 +19,8 @@
  * Paging is by keyset: the list is ordered by savings (descending), tenant
  * and id, and a cursor holds the last row's id and savings, as the
  * numeric's exact text, in base64url, so the next page starts right after
- * that row however many rows were added or moved since, and costs one
- * index-ordered read instead of an OFFSET scan.
+ * that row however many rows were added or moved since, and costs a sort
+ * of the tenant's patterns, never an OFFSET scan.
  *
  * A pattern's document (GET /v1/patterns/{id}) is read in one transaction:
  * the row, its most recent occurrences from the ledger (workflows: the
@@ -543,8 +543,9 @@ static int since_json(pd_db_t *db, const char *tenant, const pd_pattern_t *p, js
     return rc;
 }
 
-int pd_patterns_detail_json_in(pd_db_t *db, const char *tenant, int64_t id, long weeks,
-                               json_t **out, pd_error_t *err)
+/* pd_patterns_detail_json() in the transaction open on db, scoped to tenant. */
+static int detail_json_in(pd_db_t *db, const char *tenant, int64_t id, long weeks, json_t **out,
+                          pd_error_t *err)
 {
     char id_text[24];
     snprintf(id_text, sizeof(id_text), "%lld", (long long)id);
@@ -594,7 +595,7 @@ int pd_patterns_detail_json(pd_db_t *db, const char *tenant, int64_t id, long we
     int rc = pd_db_begin_tenant(db, tenant, err);
     if (rc < 0)
         return rc;
-    rc = pd_db_end(db, pd_patterns_detail_json_in(db, tenant, id, weeks, out, err), err);
+    rc = pd_db_end(db, detail_json_in(db, tenant, id, weeks, out, err), err);
     if (rc < 0) { /* COMMIT failed after the reads succeeded */
         json_decref(*out);
         *out = NULL;

@@ -2,7 +2,7 @@
  * The review lifecycle's statements; see include/pd/review.h.
  *
  * The status graph lives in one place, the SQL function patternd_review()
- * (migrations/0008): it locks the pattern's row (SELECT ... FOR UPDATE),
+ * (migrations/0009): it locks the pattern's row (SELECT ... FOR UPDATE),
  * compares the status with the one the reviewer saw, moves it and writes
  * the audit row.  Two reviewers at once are thereby serialised on the row:
  * the second waits for the first's COMMIT, then finds a status it did not
@@ -77,8 +77,7 @@ bool pd_review_action_needs_reason(pd_review_action_t action)
 
 /* Runs the move in the open transaction; see pd_review_apply(). */
 static int apply_in(pd_db_t *db, const char *tenant, const pd_review_request_t *rq,
-                    pd_review_result_t *result, char status[PD_REVIEW_STATUS_MAX], json_t **doc,
-                    pd_error_t *err)
+                    pd_review_result_t *result, char status[PD_REVIEW_STATUS_MAX], pd_error_t *err)
 {
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)rq->id);
@@ -96,12 +95,7 @@ static int apply_in(pd_db_t *db, const char *tenant, const pd_review_request_t *
               : strcmp(what, "reason_required") == 0 ? PD_REVIEW_REASON_REQUIRED
                                                      : PD_REVIEW_CONFLICT;
     pd_db_result_free(res);
-    if (*result != PD_REVIEW_OK || doc == NULL)
-        return PD_OK;
-    rc = pd_patterns_detail_json_in(db, tenant, rq->id, rq->weeks, doc, err);
-    if (rc == PD_OK && *doc == NULL) /* moved, and gone in the same transaction: cannot be */
-        rc = pd_error_set(err, PD_EDB, 0, "", "the pattern moved but cannot be read back");
-    return rc;
+    return PD_OK;
 }
 
 int pd_review_apply(pd_db_t *db, const char *tenant, const pd_review_request_t *rq,
@@ -113,11 +107,13 @@ int pd_review_apply(pd_db_t *db, const char *tenant, const pd_review_request_t *
     int rc = pd_db_begin_tenant(db, tenant, err);
     if (rc < 0)
         return rc;
-    rc = pd_db_end(db, apply_in(db, tenant, rq, result, status, doc, err), err);
-    if (rc < 0 && doc != NULL) {
-        json_decref(*doc);
-        *doc = NULL;
-    }
+    rc = pd_db_end(db, apply_in(db, tenant, rq, result, status, err), err);
+    if (rc < 0 || *result != PD_REVIEW_OK || doc == NULL)
+        return rc;
+    /* Read after the COMMIT, so that the row lock is not held while the document's reads run. */
+    rc = pd_patterns_detail_json(db, tenant, rq->id, rq->weeks, doc, err);
+    if (rc == PD_OK && *doc == NULL) /* patterns are never deleted */
+        rc = pd_error_set(err, PD_EDB, 0, "", "the pattern moved but cannot be read back");
     return rc;
 }
 
