@@ -119,8 +119,8 @@ static const pd_option_t OPTIONS[] = {
      "address's /metrics names no tenant",
      0, 0},
     {"workers", "N", pd_opt_int, OPT(workers), "4", "writer threads, one connection each", 1, 64},
-    {"readers", "N", pd_opt_int, OPT(readers), "2", "reader threads for keys, patterns, readiness",
-     1, 64},
+    {"readers", "N", pd_opt_int, OPT(readers), "2",
+     "reader threads: keys, reads, reviews, readiness", 1, 64},
     {"queue", "N", parse_queue, OPT(queue), NULL,
      "batches that may wait for a writer before requests are\n"
      "refused with 503 (default: 2 x workers)",

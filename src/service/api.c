@@ -333,8 +333,7 @@ static int answer_review(pd_db_t *db, const pd__api_request_t *rq, json_t **doc,
                  "the pattern is %s, not %s: it changed since it was read", now,
                  rq->review.expected);
     else
-        snprintf(message, sizeof(message), "a pattern that is %s cannot be %s: see docs/spec.md §5",
-                 now,
+        snprintf(message, sizeof(message), "a pattern that is %s cannot be %s", now,
                  rq->review.action == PD_REVIEW_APPROVE     ? "approved"
                  : rq->review.action == PD_REVIEW_REJECT    ? "rejected"
                  : rq->review.action == PD_REVIEW_IMPLEMENT ? "implemented"

@@ -3,9 +3,10 @@
  *
  * The page is small and fixed at build time, so it is answered from the
  * table cmake/embed_web.cmake compiled in: no file is read at run time and
- * nothing depends on the working directory.  The page itself is revalidated
- * (Cache-Control: no-cache, with an ETag); an asset, whose name changes
- * whenever its bytes do, is cached for a year and marked immutable.
+ * nothing depends on the working directory.  The page itself is sent with
+ * Cache-Control: no-cache and an ETag, and answered whole on every load (it
+ * is small: If-None-Match is not answered with 304); an asset, whose name
+ * changes whenever its bytes do, is cached for a year and marked immutable.
  */
 #include "dashboard.h"
 

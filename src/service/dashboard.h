@@ -5,7 +5,7 @@
  *
  * GET / is the page (index.html); its assets are under /assets/, each named
  * by a hash of its content, so they are cached for good and the page,
- * revalidated on every load, names the ones it needs.  Every answer
+ * fetched whole on every load (it is small), names the ones it needs.  Every answer
  * carries a strict Content-Security-Policy (default-src 'self', no inline
  * script or style), X-Content-Type-Options: nosniff and Referrer-Policy:
  * no-referrer.  The page asks no key of the server; it sends the user's to

@@ -224,9 +224,12 @@ static void on_body_end(void *ctx, int status)
     switch (status) {
     case 0:
         break;
-    case 413:
-        pd__call_fail(rq->call, 413, "the body is larger than 65536 bytes");
+    case 413: {
+        char message[64];
+        snprintf(message, sizeof(message), "the body is larger than %d bytes", PD__API_BODY_MAX);
+        pd__call_fail(rq->call, 413, message);
         return;
+    }
     case 408:
         pd__call_fail(rq->call, 408, "the body did not arrive in time");
         return;

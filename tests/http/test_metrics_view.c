@@ -1,6 +1,6 @@
 /*
- * Stage: http (src/http/metrics.c).  The metrics page for anonymous callers names no tenant
- * records are counted by outcome only, summed over every tenant; the full page, for
+ * Stage: metrics (src/metrics/metrics.c).  The metrics page for anonymous callers names no
+ * tenant: records are counted by outcome only, summed over every tenant; the full page, for
  * the operator's address, keeps the per-tenant series.
  */
 #include <criterion/criterion.h>
