@@ -828,15 +828,18 @@ Test(review, head_405_allow_access_log_and_shortest_numbers)
     serve_down();
 }
 
-/* A TCP port of 127.0.0.1 that nothing listens on (it was free a moment ago). */
-static int closed_port(void)
+/*
+ * A TCP port of 127.0.0.1 that nothing listens on: *fd holds it bound and
+ * not listening (connections to it are refused, and nothing else can take
+ * it) until the caller closes it.
+ */
+static int closed_port(int *fd)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
+    cr_assert_eq(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
     return ntohs(a.sin_port);
 }
 
@@ -844,7 +847,8 @@ Test(review, database_down_readyz_is_anonymous_and_the_log_keeps_one_line_per_ev
 {
     env.url = pdt_new_migrated_database();
     env.key = pdt_create_key(env.url, "acme");
-    int port = closed_port();
+    int held;
+    int port = closed_port(&held);
     env.svc = malloc(128);
     snprintf(env.svc, 128, "postgresql://patternd@127.0.0.1:%d/patternd", port);
     env.server = serve_start(NULL);
@@ -865,4 +869,5 @@ Test(review, database_down_readyz_is_anonymous_and_the_log_keeps_one_line_per_ev
                   "a log line that is not an event of its own: '%s'", line);
     free(log);
     serve_down();
+    close(held);
 }
