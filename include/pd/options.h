@@ -77,6 +77,8 @@ void pd_options_help(const pd_command_t *cmd, FILE *to);
 bool pd_opt_flag(const pd_option_t *opt, const char *arg, void *dst);   /* bool */
 bool pd_opt_string(const pd_option_t *opt, const char *arg, void *dst); /* const char * */
 bool pd_opt_tenant(const pd_option_t *opt, const char *arg, void *dst); /* const char * */
+/* A pattern's automation status (pd_pattern_statuses, include/pd/patterns.h). */
+bool pd_opt_status(const pd_option_t *opt, const char *arg, void *dst); /* const char * */
 bool pd_opt_long(const pd_option_t *opt, const char *arg, void *dst);   /* long, min..max */
 bool pd_opt_int(const pd_option_t *opt, const char *arg, void *dst);    /* int, min..max */
 bool pd_opt_size(const pd_option_t *opt, const char *arg, void *dst);   /* size_t, min..max */

@@ -253,23 +253,11 @@ typedef struct report_options {
     format_t format;
 } report_options_t;
 
-static bool parse_status(const pd_option_t *opt, const char *arg, void *dst)
-{
-    if (pd_pattern_status_valid(arg)) {
-        *(const char **)dst = arg;
-        return true;
-    }
-    pd_cli_fail("--%s: expected detected, candidate, approved, rejected, implemented or "
-                "deprecated, got '%s'",
-                opt->name, arg);
-    return false;
-}
-
 static const pd_option_t OPTIONS[] = {
     PD_OPTION_DB(report_options_t, db),
     {"tenant", "T", pd_opt_tenant, offsetof(report_options_t, tenant), NULL,
      "only this tenant's patterns (default: every tenant)", 0, 0},
-    {"status", "S", parse_status, offsetof(report_options_t, status), NULL,
+    {"status", "S", pd_opt_status, offsetof(report_options_t, status), NULL,
      "only patterns whose automation_status is S (docs/spec.md §5)", 0, 0},
     {"top", "N", pd_opt_long, offsetof(report_options_t, top), "20",
      "at most N patterns; 0 for all", 0, 1000000000},

@@ -54,18 +54,6 @@ typedef struct review_options {
     bool json;
 } review_options_t;
 
-static bool parse_status(const pd_option_t *opt, const char *arg, void *dst)
-{
-    if (pd_pattern_status_valid(arg)) {
-        *(const char **)dst = arg;
-        return true;
-    }
-    pd_cli_fail("--%s: expected detected, candidate, approved, rejected, implemented or "
-                "deprecated, got '%s'",
-                opt->name, arg);
-    return false;
-}
-
 /* A number from opt->min to opt->max (as doubles). */
 static bool parse_number(const pd_option_t *opt, const char *arg, void *dst)
 {
@@ -127,7 +115,7 @@ static const pd_option_t LIST_OPTIONS[] = {
     PD_OPTION_DB(review_options_t, db),
     {"tenant", "T", pd_opt_tenant, OPT(tenant), NULL, "only this tenant's patterns (default: all)",
      0, 0},
-    {"status", "S", parse_status, OPT(status), NULL, "only patterns in status S", 0, 0},
+    {"status", "S", pd_opt_status, OPT(status), NULL, "only patterns in status S", 0, 0},
     {"type", "X", pd_opt_string, OPT(type), NULL, "only patterns of type X (test, build, ...)", 0,
      0},
     {"min-confidence", "C", parse_number, OPT(min_confidence), NULL,
@@ -147,7 +135,7 @@ static const pd_option_t SHOW_OPTIONS[] = {
 static const pd_option_t MOVE_OPTIONS[] = {
     PD_OPTION_DB(review_options_t, db),
     O_TENANT_REQUIRED,
-    {"expected", "S", parse_status, OPT(expected), NULL,
+    {"expected", "S", pd_opt_status, OPT(expected), NULL,
      "the status you saw (required): the move is made only\n"
      "if the pattern still has it",
      0, 0},

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "pd/cli.h"
+#include "pd/patterns.h"
 #include "pd/record.h"
 
 #define MAX_OPTIONS 40
@@ -44,6 +45,18 @@ bool pd_opt_tenant(const pd_option_t *opt, const char *arg, void *dst)
         return false;
     *(const char **)dst = arg;
     return true;
+}
+
+bool pd_opt_status(const pd_option_t *opt, const char *arg, void *dst)
+{
+    if (pd_pattern_status_valid(arg)) {
+        *(const char **)dst = arg;
+        return true;
+    }
+    pd_cli_fail("--%s: expected detected, candidate, approved, rejected, implemented or "
+                "deprecated, got '%s'",
+                opt->name, arg);
+    return false;
 }
 
 static bool read_long(const pd_option_t *opt, const char *arg, long *out)
