@@ -32,20 +32,7 @@ TestSuite(dashboard, .fini = serve_release);
 /* `patternd keys create --tenant tenant --scope scopes`: the key it prints last (malloc'd). */
 static char *create_key(const char *tenant, const char *scopes)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' keys create --tenant %s --scope %s --db '%s'", pdt_binary(),
-             tenant, scopes, env.url);
-    int status;
-    char *out = pdt_run(cmd, &status);
-    cr_assert_eq(status, 0, "keys create: %s", out);
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '\n')
-        out[--n] = '\0';
-    char *last = strrchr(out, '\n');
-    char *key = strdup(last ? last + 1 : out);
-    free(out);
-    cr_assert(strncmp(key, "pdk_", 4) == 0, "not a key: %s", key);
-    return key;
+    return pdt_create_key_scoped(env.url, tenant, scopes);
 }
 
 /* The width and height of a PNG file, from its IHDR chunk; fails the test when it is no PNG. */

@@ -77,14 +77,7 @@ static void recorded_only(const char *method, const char *route, const char *pat
 
 static char *key_with(const char *tenant, const char *scopes)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' keys create --tenant %s --scope %s --db '%s' | tail -n 1",
-             pdt_binary(), tenant, scopes, env.url);
-    int status;
-    char *out = pdt_run(cmd, &status);
-    cr_assert_eq(status, 0, "keys create: %s", out);
-    out[strcspn(out, "\n")] = '\0';
-    return out;
+    return pdt_create_key_scoped(env.url, tenant, scopes);
 }
 
 static const char *text_file(const char *text)

@@ -31,16 +31,7 @@ TestSuite(review, .fini = serve_release);
 /* A new key of tenant with the scopes (e.g. "review"); malloc'd. */
 static char *key_with(const char *tenant, const char *scopes)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' keys create --tenant %s --scope %s --db '%s'", pdt_binary(),
-             tenant, scopes, env.url);
-    int status;
-    char *out = pdt_run(cmd, &status);
-    cr_assert_eq(status, 0, "keys create: %s", out);
-    out[strcspn(strstr(out, "pdk_"), "\n") + (size_t)(strstr(out, "pdk_") - out)] = '\0';
-    char *key = strdup(strstr(out, "pdk_"));
-    free(out);
-    return key;
+    return pdt_create_key_scoped(env.url, tenant, scopes);
 }
 
 /*

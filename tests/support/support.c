@@ -372,8 +372,14 @@ long pdt_sql_long(const char *url, const char *sql)
 
 char *pdt_create_key(const char *url, const char *tenant)
 {
+    return pdt_create_key_scoped(url, tenant, NULL);
+}
+
+char *pdt_create_key_scoped(const char *url, const char *tenant, const char *scopes)
+{
     char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "'%s' keys create --tenant %s --db '%s'", pdt_binary(), tenant, url);
+    snprintf(cmd, sizeof(cmd), "'%s' keys create --tenant %s%s%s --db '%s'", pdt_binary(), tenant,
+             scopes ? " --scope " : "", scopes ? scopes : "", url);
     int status;
     char *out = pdt_run(cmd, &status);
     REQUIRE(status == 0, "keys create: %s", out);

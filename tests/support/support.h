@@ -105,6 +105,9 @@ long pdt_sql_long(const char *url, const char *sql);
  */
 char *pdt_create_key(const char *url, const char *tenant);
 
+/* The same with --scope scopes (e.g. "review", "ingest,read"). */
+char *pdt_create_key_scoped(const char *url, const char *tenant, const char *scopes);
+
 /*
  * Writes count tenant-less NDJSON records with workflow ids prefix-0,
  * prefix-1, ... to a new file under /tmp and returns its path (malloc'd; the
