@@ -42,6 +42,13 @@ fi
 tmp=$(mktemp -d /tmp/patternd-test.XXXXXX)
 chmod 755 "$tmp"
 cleanup() {
+  local status=$?
+  if [ "$status" -ne 0 ]; then  # the clusters' own view of the failure, before they go
+    find "$tmp" \( -name server.log -o -name pgbouncer.log \) -print 2>/dev/null | sort | while read -r log; do
+      printf '\n--- the last lines of %s\n' "${log#"$tmp"/}"
+      tail -n 40 "$log"
+    done
+  fi
   scripts/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true
   [ ! -d "$tmp/bouncer" ] || scripts/pgbouncer.sh stop "$tmp/bouncer" >/dev/null 2>&1 || true
   [ ! -d "$tmp/citus" ] || scripts/citus.sh stop "$tmp/citus" >/dev/null 2>&1 || true

@@ -27,11 +27,32 @@ double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* After a hang: whether each server still runs, and the end of its log, on stderr. */
+static void report_servers(void)
+{
+    for (int i = 0; i < env.n_servers; i++) {
+        server_t *s = &env.servers[i];
+        int status = 0;
+        if (s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            fprintf(stderr, "server %d has exited: wait status %d\n", i, status);
+            s->pid = 0;
+        }
+        size_t len = 0;
+        char *log = pdt_read_file(s->log, &len);
+        const size_t tail = 6000;
+        fprintf(stderr, "server %d's log (%s), last %zu bytes:\n%s\n", i, s->log,
+                len < tail ? len : tail, log == NULL ? "" : log + (len < tail ? 0 : len - tail));
+        free(log);
+    }
+}
+
 void serve_poll_until(int (*cond)(void *arg), void *arg, const char *what)
 {
     double t0 = now_s();
     const struct timespec tick = {.tv_nsec = 10 * 1000 * 1000};
     while (!cond(arg)) {
+        if (now_s() - t0 >= SERVE_HANG_GUARD_S)
+            report_servers();
         cr_assert_lt(now_s() - t0, SERVE_HANG_GUARD_S, "still waiting after %d s for %s",
                      SERVE_HANG_GUARD_S, what);
         nanosleep(&tick, NULL); /* a poll: the deadline above ends it */
