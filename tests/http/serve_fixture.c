@@ -51,9 +51,10 @@ void serve_poll_until(int (*cond)(void *arg), void *arg, const char *what)
     double t0 = now_s();
     const struct timespec tick = {.tv_nsec = 10 * 1000 * 1000};
     while (!cond(arg)) {
-        if (now_s() - t0 >= SERVE_HANG_GUARD_S)
+        double waited = now_s() - t0;
+        if (waited >= SERVE_HANG_GUARD_S)
             report_servers();
-        cr_assert_lt(now_s() - t0, SERVE_HANG_GUARD_S, "still waiting after %d s for %s",
+        cr_assert_lt(waited, SERVE_HANG_GUARD_S, "still waiting after %d s for %s",
                      SERVE_HANG_GUARD_S, what);
         nanosleep(&tick, NULL); /* a poll: the deadline above ends it */
     }
