@@ -110,25 +110,39 @@ typedef struct pd_review_thresholds {
 #define PD_REVIEW_MIN_OCCURRENCES_MAX 9007199254740991LL /* 2^53 - 1: exact as a JSON number */
 #define PD_REVIEW_MIN_SAVINGS_MAX 1e28 /* above any savings a pattern can have (record.h) */
 
-/*
- * Checks t against the ranges: min_occurrences 0 to
- * PD_REVIEW_MIN_OCCURRENCES_MAX, min_confidence 0 to 100, min_savings 0 to
- * PD_REVIEW_MIN_SAVINGS_MAX.  Returns 0, or PD_EINVAL with the field and
- * why in err.  Pure.
- */
-int pd_review_thresholds_check(const pd_review_thresholds_t *t, pd_error_t *err);
-
 /* tenant's thresholds (its own, else the defaults). */
 int pd_review_thresholds_get(pd_db_t *db, const char *tenant, pd_review_thresholds_t *out,
                              pd_error_t *err);
 
+/* Which members of a pd_review_thresholds_t pd_review_thresholds_set() sets. */
+enum {
+    PD_REVIEW_SET_MIN_OCCURRENCES = 1u << 0,
+    PD_REVIEW_SET_MIN_CONFIDENCE = 1u << 1,
+    PD_REVIEW_SET_MIN_SAVINGS = 1u << 2,
+    PD_REVIEW_SET_ALL = 7u,
+};
+
 /*
- * Sets tenant's thresholds (after pd_review_thresholds_check) and, in the
- * same transaction, moves every one of its detected or candidate patterns
- * to where they put it, each move an audit row by "patternd".  actor is
- * recorded as who changed them.  *moved gets how many patterns moved.
+ * Checks the members of t that fields names (PD_REVIEW_SET_*) against the
+ * ranges: min_occurrences 0 to PD_REVIEW_MIN_OCCURRENCES_MAX,
+ * min_confidence 0 to 100, min_savings 0 to PD_REVIEW_MIN_SAVINGS_MAX.
+ * Returns 0, or PD_EINVAL with the field and why in err ("field: ...").
+ * Pure.
  */
-int pd_review_thresholds_set(pd_db_t *db, const char *tenant, const pd_review_thresholds_t *t,
-                             const char *actor, int64_t *moved, pd_error_t *err);
+int pd_review_thresholds_check(const pd_review_thresholds_t *t, unsigned fields, pd_error_t *err);
+
+/*
+ * Sets the members of *t that fields names (after
+ * pd_review_thresholds_check) and keeps tenant's other thresholds
+ * (its own, else the defaults): one statement, under the row's lock, so two
+ * concurrent sets of different members never undo each other.  In the same
+ * transaction, moves every detected or candidate pattern of tenant to where
+ * the thresholds put it, each move an audit row by "patternd".  actor is
+ * recorded as who changed them.  On success, *t holds all three thresholds
+ * as stored and *moved how many patterns moved.
+ */
+int pd_review_thresholds_set(pd_db_t *db, const char *tenant, unsigned fields,
+                             pd_review_thresholds_t *t, const char *actor, int64_t *moved,
+                             pd_error_t *err);
 
 #endif

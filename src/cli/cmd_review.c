@@ -71,6 +71,21 @@ static bool parse_number(const pd_option_t *opt, const char *arg, void *dst)
     return true;
 }
 
+/* A threshold: any number here, for its range is pd_review_thresholds_check()'s, as in the API. */
+static bool parse_threshold(const pd_option_t *opt, const char *arg, void *dst)
+{
+    number_option_t *out = dst;
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno != 0 || end == arg || *end != '\0') {
+        pd_cli_fail("--%s: expected a number, got '%s'", opt->name, arg);
+        return false;
+    }
+    *out = (number_option_t){v, true};
+    return true;
+}
+
 static bool parse_count(const pd_option_t *opt, const char *arg, void *dst)
 {
     count_option_t *out = dst;
@@ -152,11 +167,12 @@ static const pd_option_t THRESHOLD_OPTIONS[] = {
     PD_OPTION_DB(review_options_t, db),
     {"tenant", "T", pd_opt_tenant, OPT(tenant), NULL, "the tenant (required)", 0, 0},
     {"min-occurrences", "N", parse_count, OPT(min_occurrences), NULL,
-     "set: a candidate has at least N occurrences", 0, 1000000000000000L},
-    {"min-confidence", "C", parse_number, OPT(min_confidence), NULL,
-     "set: ... a confidence_score of at least C", 0, 100},
-    {"min-savings", "D", parse_number, OPT(min_savings), NULL,
-     "set: ... potential monthly savings of at least D dollars", 0, 1000000000000000L},
+     "set: a candidate has at least N occurrences (0 to 2^53 - 1)", 0,
+     PD_REVIEW_MIN_OCCURRENCES_MAX},
+    {"min-confidence", "C", parse_threshold, OPT(min_confidence), NULL,
+     "set: ... a confidence_score of at least C (0 to 100)", 0, 0},
+    {"min-savings", "D", parse_threshold, OPT(min_savings), NULL,
+     "set: ... potential monthly savings of at least D dollars (0 to 1e28)", 0, 0},
     PD_OPTION_END,
 };
 
@@ -388,36 +404,60 @@ static int do_move(pd_db_t *db, const review_options_t *opt, pd_review_action_t 
     return EXIT_CONFLICT;
 }
 
-static int do_thresholds(pd_db_t *db, const review_options_t *opt)
+/* The thresholds the options give, and which of them they give (PD_REVIEW_SET_*). */
+static unsigned thresholds_given(const review_options_t *opt, pd_review_thresholds_t *t)
+{
+    *t = (pd_review_thresholds_t){.min_occurrences = opt->min_occurrences.v,
+                                  .min_confidence = opt->min_confidence.v,
+                                  .min_savings = opt->min_savings.v};
+    return (opt->min_occurrences.given ? PD_REVIEW_SET_MIN_OCCURRENCES : 0) |
+           (opt->min_confidence.given ? PD_REVIEW_SET_MIN_CONFIDENCE : 0) |
+           (opt->min_savings.given ? PD_REVIEW_SET_MIN_SAVINGS : 0);
+}
+
+/*
+ * Whether the thresholds given are within the API's ranges; false having
+ * said why, naming the option ("min_savings: ..." as "--min-savings: ...").
+ */
+static bool thresholds_usable(const review_options_t *opt)
 {
     pd_review_thresholds_t t;
     pd_error_t err;
+    unsigned fields = thresholds_given(opt, &t);
+    if (pd_review_thresholds_check(&t, fields, &err) == PD_OK)
+        return true;
+    char flag[PD_FIELD_MAX];
+    size_t n = strlen(err.field);
+    for (size_t i = 0; i <= n; i++)
+        flag[i] = err.field[i] == '_' ? '-' : err.field[i];
+    pd_cli_fail("--%s%s", flag, err.message + n);
+    return false;
+}
+
+/* Checked by thresholds_usable() before connecting. */
+static int do_thresholds(pd_db_t *db, const review_options_t *opt)
+{
+    pd_review_thresholds_t t;
+    unsigned fields = thresholds_given(opt, &t);
+    pd_error_t err;
     int64_t moved = 0;
-    bool set = opt->min_occurrences.given || opt->min_confidence.given || opt->min_savings.given;
-    if (pd_review_thresholds_get(db, opt->tenant, &t, &err) < 0) {
-        pd_cli_fail("%s", err.message);
-        return PD_EXIT_FAIL;
-    }
-    if (set) {
-        if (opt->min_occurrences.given)
-            t.min_occurrences = opt->min_occurrences.v;
-        if (opt->min_confidence.given)
-            t.min_confidence = opt->min_confidence.v;
-        if (opt->min_savings.given)
-            t.min_savings = opt->min_savings.v;
+    if (fields != 0) {
         char actor[300];
         snprintf(actor, sizeof(actor), "cli:%s", os_user());
-        if (pd_review_thresholds_set(db, opt->tenant, &t, actor, &moved, &err) < 0) {
+        if (pd_review_thresholds_set(db, opt->tenant, fields, &t, actor, &moved, &err) < 0) {
             pd_cli_fail("%s", err.message);
-            return err.field[0] != '\0' ? PD_EXIT_USAGE : PD_EXIT_FAIL;
+            return PD_EXIT_FAIL;
         }
+    } else if (pd_review_thresholds_get(db, opt->tenant, &t, &err) < 0) {
+        pd_cli_fail("%s", err.message);
+        return PD_EXIT_FAIL;
     }
     char conf[PD_JSON_NUMBER_MAX], savings[PD_JSON_NUMBER_MAX];
     pd_json_number(t.min_confidence, conf);
     pd_json_number(t.min_savings, savings);
     printf("tenant %s: min_occurrences %lld, min_confidence %s, min_savings %s\n", opt->tenant,
            (long long)t.min_occurrences, conf, savings);
-    if (set)
+    if (fields != 0)
         printf("moved %lld patterns between detected and candidate\n", (long long)moved);
     return PD_EXIT_OK;
 }
@@ -480,6 +520,8 @@ int pd_cmd_review(int argc, char **argv)
         pd_cli_fail("review %s: --reason is required", action);
         return PD_EXIT_USAGE;
     }
+    if (cmd == &THRESHOLDS && !thresholds_usable(&opt))
+        return PD_EXIT_USAGE;
     pd_db_t *db = connect_db(&opt);
     if (db == NULL)
         return PD_EXIT_FAIL;

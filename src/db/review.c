@@ -41,16 +41,23 @@ static const char SQL_THRESHOLDS[] =
     " WHERE tenant_id = $1";
 
 /*
- * $1 tenant, $2 min_occurrences, $3 min_confidence, $4 min_savings, $5 who.
- * (now() in the VALUES: Citus evaluates it once, on the coordinator.)
+ * $1 tenant, $2 min_occurrences, $3 min_confidence, $4 min_savings (each
+ * NULL to keep the stored one), $5 who, $6-$8 the defaults of $2-$4 for a
+ * tenant without a row.  The conflict's row lock makes the keeping exact
+ * under concurrent sets.  (now() in the VALUES: Citus evaluates it once, on
+ * the coordinator.)
  */
 static const char SQL_SET_THRESHOLDS[] =
     "INSERT INTO review_thresholds AS t (tenant_id, min_occurrences, min_confidence,"
     " min_savings, updated_at, updated_by)"
-    " VALUES ($1, $2::bigint, $3::float8, $4::numeric, now(), $5)"
-    " ON CONFLICT (tenant_id) DO UPDATE SET min_occurrences = EXCLUDED.min_occurrences,"
-    " min_confidence = EXCLUDED.min_confidence, min_savings = EXCLUDED.min_savings,"
-    " updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by";
+    " VALUES ($1, coalesce($2::bigint, $6::bigint), coalesce($3::float8, $7::float8),"
+    " coalesce($4::numeric, $8::numeric), now(), $5)"
+    " ON CONFLICT (tenant_id) DO UPDATE SET"
+    " min_occurrences = coalesce($2::bigint, t.min_occurrences),"
+    " min_confidence = coalesce($3::float8, t.min_confidence),"
+    " min_savings = coalesce($4::numeric, t.min_savings),"
+    " updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by"
+    " RETURNING min_occurrences, min_confidence, min_savings";
 
 static const char SQL_MOVE_ALL[] = "SELECT patternd_move_candidates($1, NULL)";
 
@@ -135,19 +142,32 @@ int pd_review_summary(pd_db_t *db, const char *tenant, int64_t counts[6], pd_err
     return rc;
 }
 
-int pd_review_thresholds_check(const pd_review_thresholds_t *t, pd_error_t *err)
+int pd_review_thresholds_check(const pd_review_thresholds_t *t, unsigned fields, pd_error_t *err)
 {
-    if (t->min_occurrences < 0 || t->min_occurrences > PD_REVIEW_MIN_OCCURRENCES_MAX)
+    if ((fields & PD_REVIEW_SET_MIN_OCCURRENCES) &&
+        (t->min_occurrences < 0 || t->min_occurrences > PD_REVIEW_MIN_OCCURRENCES_MAX))
         return pd_error_set(err, PD_EINVAL, 0, "min_occurrences",
                             "min_occurrences: expected an integer from 0 to %lld",
                             (long long)PD_REVIEW_MIN_OCCURRENCES_MAX);
-    if (!(t->min_confidence >= 0 && t->min_confidence <= 100))
+    if ((fields & PD_REVIEW_SET_MIN_CONFIDENCE) &&
+        !(t->min_confidence >= 0 && t->min_confidence <= 100))
         return pd_error_set(err, PD_EINVAL, 0, "min_confidence",
                             "min_confidence: expected a number from 0 to 100");
-    if (!(t->min_savings >= 0 && t->min_savings <= PD_REVIEW_MIN_SAVINGS_MAX))
+    if ((fields & PD_REVIEW_SET_MIN_SAVINGS) &&
+        !(t->min_savings >= 0 && t->min_savings <= PD_REVIEW_MIN_SAVINGS_MAX))
         return pd_error_set(err, PD_EINVAL, 0, "min_savings",
                             "min_savings: expected a number from 0 to 1e28");
     return PD_OK;
+}
+
+/* The thresholds of a row of res (min_occurrences, min_confidence, min_savings). */
+static pd_review_thresholds_t thresholds_of(const PGresult *res, int row)
+{
+    return (pd_review_thresholds_t){
+        .min_occurrences = strtoll(PQgetvalue(res, row, 0), NULL, 10),
+        .min_confidence = pd_patterns_number(PQgetvalue(res, row, 1)),
+        .min_savings = pd_patterns_number(PQgetvalue(res, row, 2)),
+    };
 }
 
 static int thresholds_in(pd_db_t *db, const char *tenant, pd_review_thresholds_t *out,
@@ -158,11 +178,8 @@ static int thresholds_in(pd_db_t *db, const char *tenant, pd_review_thresholds_t
     if (rc < 0)
         return rc;
     *out = (pd_review_thresholds_t)PD_REVIEW_THRESHOLDS_DEFAULT;
-    if (PQntuples(res) > 0) {
-        out->min_occurrences = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        out->min_confidence = pd_patterns_number(PQgetvalue(res, 0, 1));
-        out->min_savings = pd_patterns_number(PQgetvalue(res, 0, 2));
-    }
+    if (PQntuples(res) > 0)
+        *out = thresholds_of(res, 0);
     pd_db_result_free(res);
     return PD_OK;
 }
@@ -176,19 +193,33 @@ int pd_review_thresholds_get(pd_db_t *db, const char *tenant, pd_review_threshol
     return pd_db_end(db, thresholds_in(db, tenant, out, err), err);
 }
 
-static int set_in(pd_db_t *db, const char *tenant, const pd_review_thresholds_t *t,
+/* The text of t's members as parameters, in PD_REVIEW_SET_* order: NULL for one not in fields. */
+static void thresholds_params(const pd_review_thresholds_t *t, unsigned fields,
+                              char text[3][PD_JSON_NUMBER_MAX], const char *params[3])
+{
+    snprintf(text[0], PD_JSON_NUMBER_MAX, "%lld", (long long)t->min_occurrences);
+    /* The shortest decimals that read back as the doubles: 1.1 is stored as 1.1. */
+    pd_json_number(t->min_confidence, text[1]);
+    pd_json_number(t->min_savings, text[2]);
+    for (int i = 0; i < 3; i++)
+        params[i] = fields & (1u << i) ? text[i] : NULL;
+}
+
+static int set_in(pd_db_t *db, const char *tenant, unsigned fields, pd_review_thresholds_t *t,
                   const char *actor, int64_t *moved, pd_error_t *err)
 {
-    char n[24], conf[PD_JSON_NUMBER_MAX], savings[PD_JSON_NUMBER_MAX];
-    snprintf(n, sizeof(n), "%lld", (long long)t->min_occurrences);
-    /* The shortest decimals that read back as the doubles: 1.1 is stored as 1.1. */
-    pd_json_number(t->min_confidence, conf);
-    pd_json_number(t->min_savings, savings);
-    const char *params[] = {tenant, n, conf, savings, actor};
-    int rc = pd_db_query(db, SQL_SET_THRESHOLDS, 5, params, NULL, err);
+    static const pd_review_thresholds_t defaults = PD_REVIEW_THRESHOLDS_DEFAULT;
+    char given[3][PD_JSON_NUMBER_MAX], fallback[3][PD_JSON_NUMBER_MAX];
+    const char *params[8] = {tenant};
+    thresholds_params(t, fields, given, params + 1);
+    params[4] = actor;
+    thresholds_params(&defaults, PD_REVIEW_SET_ALL, fallback, params + 5);
+    PGresult *res = NULL;
+    int rc = pd_db_query(db, SQL_SET_THRESHOLDS, 8, params, &res, err);
     if (rc < 0)
         return rc;
-    PGresult *res = NULL;
+    *t = thresholds_of(res, 0);
+    pd_db_result_free(res);
     if ((rc = pd_db_query(db, SQL_MOVE_ALL, 1, &tenant, &res, err)) < 0)
         return rc;
     *moved = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -196,13 +227,14 @@ static int set_in(pd_db_t *db, const char *tenant, const pd_review_thresholds_t 
     return PD_OK;
 }
 
-int pd_review_thresholds_set(pd_db_t *db, const char *tenant, const pd_review_thresholds_t *t,
-                             const char *actor, int64_t *moved, pd_error_t *err)
+int pd_review_thresholds_set(pd_db_t *db, const char *tenant, unsigned fields,
+                             pd_review_thresholds_t *t, const char *actor, int64_t *moved,
+                             pd_error_t *err)
 {
-    int rc = pd_review_thresholds_check(t, err);
+    int rc = pd_review_thresholds_check(t, fields, err);
     if (rc < 0)
         return rc;
     if ((rc = pd_db_begin_tenant(db, tenant, err)) < 0)
         return rc;
-    return pd_db_end(db, set_in(db, tenant, t, actor, moved, err), err);
+    return pd_db_end(db, set_in(db, tenant, fields, t, actor, moved, err), err);
 }

@@ -249,7 +249,7 @@ static int thresholds_body(pd__api_request_t *rq, json_t *o, pd_error_t *err)
     json_int_t exact = json_integer_value(json_object_get(o, "min_occurrences"));
     rq->thresholds = (pd_review_thresholds_t){
         .min_occurrences = (int64_t)exact, .min_confidence = conf, .min_savings = savings};
-    return pd_review_thresholds_check(&rq->thresholds, err);
+    return pd_review_thresholds_check(&rq->thresholds, PD_REVIEW_SET_ALL, err);
 }
 
 int pd__api_parse_body(pd__api_request_t *rq, const char *body, size_t len, pd_error_t *err)
@@ -394,8 +394,10 @@ int pd__api_answer(pd_db_t *db, const pd__api_request_t *rq, int *status, char *
             doc = thresholds_doc(rq->tenant, &t);
         break;
     case PD__API_SET_THRESHOLDS:
-        rc = pd_review_thresholds_set(db, rq->tenant, &rq->thresholds, rq->actor, &moved, err);
-        if (rc == PD_OK && (doc = thresholds_doc(rq->tenant, &rq->thresholds)) != NULL)
+        t = rq->thresholds; /* a PUT sets all three */
+        rc =
+            pd_review_thresholds_set(db, rq->tenant, PD_REVIEW_SET_ALL, &t, rq->actor, &moved, err);
+        if (rc == PD_OK && (doc = thresholds_doc(rq->tenant, &t)) != NULL)
             json_object_set_new(doc, "moved", json_integer((json_int_t)moved));
         break;
     case PD__API_ME: /* answered by the router, on the loop thread */

@@ -6,13 +6,16 @@
  * the file), each with one audit row by patternd, and ingesting it again
  * moves nothing.  A tenant's own thresholds, set by `patternd review
  * thresholds`, move its patterns both ways at once, with audit rows, and
- * leave the other tenants' alone.
+ * leave the other tenants' alone; the options' ranges are the API's, and a
+ * set of one threshold never undoes a concurrent set of another.
  */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -197,10 +200,115 @@ Test(candidates, a_tenants_thresholds_move_its_patterns_both_ways_with_audit_row
     /* The other tenants keep theirs. */
     char *still = patterns_in(url, "candidate", "tenant-01");
     cr_assert_str_eq(still, others);
-    out = review_cli(url, "thresholds --tenant tenant-00 --min-confidence 101", &status);
-    cr_assert_eq(status, 2, "%s", out);
-    free(out);
     free(still);
     free(others);
+    free(url);
+}
+
+Test(candidates, threshold_options_have_the_ranges_of_the_api)
+{
+    /* Refused before connecting: the address below has no server. */
+    static const struct {
+        const char *args, *message;
+    } bad[] = {
+        {"--min-confidence 101", "--min-confidence: expected a number from 0 to 100"},
+        {"--min-confidence nan", "--min-confidence: expected a number from 0 to 100"},
+        {"--min-savings 1e29", "--min-savings: expected a number from 0 to 1e28"},
+        {"--min-savings -0.5", "--min-savings: expected a number from 0 to 1e28"},
+        {"--min-savings 1x", "--min-savings: expected a number, got '1x'"},
+        {"--min-occurrences 9007199254740992", "--min-occurrences: expected"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char args[256];
+        snprintf(args, sizeof(args), "thresholds --tenant tenant-00 %s", bad[i].args);
+        int status;
+        char *out = review_cli("postgresql://127.0.0.1:1/none", args, &status);
+        cr_assert_eq(status, 2, "%s: %s", args, out);
+        cr_assert_not_null(strstr(out, bad[i].message), "%s: %s", args, out);
+        free(out);
+    }
+    /* The largest values the API takes are taken. */
+    char *url = pdt_new_migrated_database();
+    int status;
+    char *out = review_cli(url,
+                           "thresholds --tenant tenant-00 --min-occurrences 9007199254740991"
+                           " --min-confidence 100 --min-savings 1e28",
+                           &status);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "min_occurrences 9007199254740991, min_confidence 100.0,"
+                                   " min_savings 1e+28"),
+                       "%s", out);
+    free(out);
+    free(url);
+}
+
+/* The backends of url's database waiting on a lock, on every node that runs its statements. */
+static int lock_waiter(void *arg)
+{
+    const char *const *urls = arg;
+    long n = 0;
+    for (int i = 0; urls[i] != NULL; i++)
+        n += pdt_sql_long(urls[i], "SELECT count(*) FROM pg_stat_activity"
+                                   " WHERE datname = current_database()"
+                                   " AND wait_event_type = 'Lock'");
+    return n > 0;
+}
+
+Test(candidates, setting_one_threshold_keeps_another_set_concurrently)
+{
+    char *url = pdt_new_migrated_database();
+    pdt_sql_exec(url, "INSERT INTO review_thresholds (tenant_id, min_occurrences, min_confidence,"
+                      " min_savings, updated_by) VALUES ('tenant-00', 5, 70, 1.00, 'test')");
+    /* The test changes min_occurrences and holds the row, uncommitted. */
+    PGconn *holder = PQconnectdb(url);
+    cr_assert_eq(PQstatus(holder), CONNECTION_OK, "%s", PQerrorMessage(holder));
+    PGresult *res = PQexec(holder, "BEGIN; UPDATE review_thresholds SET min_occurrences = 42"
+                                   " WHERE tenant_id = 'tenant-00'");
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
+    PQclear(res);
+
+    /* Meanwhile the CLI sets min_confidence: it waits for the row. */
+    char out_path[64], cmd[4096];
+    snprintf(out_path, sizeof(out_path), "/tmp/pdt-thresholds-%d.out", (int)getpid());
+    snprintf(cmd, sizeof(cmd),
+             "'%s' review thresholds --tenant tenant-00 --min-confidence 80 --db '%s' >'%s' 2>&1",
+             pdt_binary(), url, out_path);
+    pid_t cli = fork();
+    cr_assert_geq(cli, 0);
+    if (cli == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    const char *urls[4] = {url, NULL};
+    char *workers[2] = {NULL, NULL};
+    if (strcmp(pdt_deployment(), "citus") == 0) { /* the row is on the tenant's worker */
+        workers[0] = pdt_worker_url(url, 1);
+        workers[1] = pdt_worker_url(url, 2);
+        urls[1] = workers[0];
+        urls[2] = workers[1];
+    }
+    pdt_poll_until(lock_waiter, urls, 120, "the CLI to wait on the held row");
+    cr_assert_eq(waitpid(cli, NULL, WNOHANG), 0, "the CLI ended while the row was held");
+    res = PQexec(holder, "COMMIT");
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
+    PQclear(res);
+    PQfinish(holder);
+
+    int status;
+    cr_assert_eq(waitpid(cli, &status, 0), cli);
+    char *out = pdt_read_file(out_path, NULL);
+    cr_assert_not_null(out);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", out);
+    cr_assert_not_null(strstr(out, "min_occurrences 42, min_confidence 80.0, min_savings 1.0"),
+                       "%s", out);
+    char *row = pdt_sql_value(url, "SELECT min_occurrences || ' ' || min_confidence || ' ' ||"
+                                   " min_savings || ' ' || updated_by FROM review_thresholds"
+                                   " WHERE tenant_id = 'tenant-00'");
+    cr_assert_eq(strncmp(row, "42 80 1.00 cli:", 15), 0, "%s", row);
+    unlink(out_path);
+    free(row);
+    free(out);
+    free(workers[0]);
+    free(workers[1]);
     free(url);
 }
