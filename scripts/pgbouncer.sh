@@ -12,13 +12,14 @@
 #
 # PgBouncer (Debian's pgbouncer) runs with pool_mode = transaction, so consecutive
 # transactions of one client may run on different server connections; 40 server
-# connections per user and database, 500 clients.  Every database and every role of the
+# connections per user and database, 500 clients; an idle server connection closes after
+# 5 s, for the tests leave a database behind each.  Every database and every role of the
 # cluster passes through, including roles created later: auth_type = trust (the cluster
 # trusts loopback too) and unknown users are looked up with auth_query as postgres.
 # When run as root PgBouncer runs as the postgres OS user, like the server.
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 pg="$here/pg.sh"
@@ -83,7 +84,10 @@ reserve_pool_timeout = 2
 max_client_conn = 500
 max_db_connections = 0
 server_lifetime = 3600
-server_idle_timeout = 600
+; each test makes a database and leaves it: close its idle server connections within
+; seconds, or the pools of finished tests hold max_connections and the next test's pool
+; gets no server connection at all
+server_idle_timeout = 5
 query_wait_timeout = 120
 ; after a failed server login (the server restarting), try again within a second, not 15
 server_login_retry = 1
