@@ -242,16 +242,9 @@ Test(candidates, threshold_options_have_the_ranges_of_the_api)
     free(url);
 }
 
-/* The backends of url's database waiting on a lock, on every node that runs its statements. */
-static int lock_waiter(void *arg)
+static int a_lock_waiter(void *arg)
 {
-    const char *const *urls = arg;
-    long n = 0;
-    for (int i = 0; urls[i] != NULL; i++)
-        n += pdt_sql_long(urls[i], "SELECT count(*) FROM pg_stat_activity"
-                                   " WHERE datname = current_database()"
-                                   " AND wait_event_type = 'Lock'");
-    return n > 0;
+    return pdt_lock_waiters(arg) > 0;
 }
 
 Test(candidates, setting_one_threshold_keeps_another_set_concurrently)
@@ -279,15 +272,10 @@ Test(candidates, setting_one_threshold_keeps_another_set_concurrently)
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    const char *urls[4] = {url, NULL};
-    char *workers[2] = {NULL, NULL};
-    if (strcmp(pdt_deployment(), "citus") == 0) { /* the row is on the tenant's worker */
-        workers[0] = pdt_worker_url(url, 1);
-        workers[1] = pdt_worker_url(url, 2);
-        urls[1] = workers[0];
-        urls[2] = workers[1];
-    }
-    pdt_poll_until(lock_waiter, urls, 120, "the CLI to wait on the held row");
+    pdt_nodes_t nodes;
+    pdt_nodes_of(url, &nodes);
+    pdt_poll_until(a_lock_waiter, &nodes, 120, "the CLI to wait on the held row");
+    pdt_nodes_free(&nodes);
     cr_assert_eq(waitpid(cli, NULL, WNOHANG), 0, "the CLI ended while the row was held");
     res = PQexec(holder, "COMMIT");
     cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
@@ -308,7 +296,5 @@ Test(candidates, setting_one_threshold_keeps_another_set_concurrently)
     unlink(out_path);
     free(row);
     free(out);
-    free(workers[0]);
-    free(workers[1]);
     free(url);
 }

@@ -5,8 +5,9 @@
  * patternd leaves nothing on the server connections it borrowed: after an
  * ingest with --async-commit through the pooler, every server connection of
  * the pool, the ingest's among them, still has synchronous_commit on, no
- * prepared statement and no advisory lock.  The exactly-once suites, the fault tests and serve's
- * isolation tests run through PgBouncer unchanged (scripts/test.sh).
+ * prepared statement and no advisory lock.  The exactly-once suites, the
+ * fault tests and serve's isolation tests run through PgBouncer unchanged
+ * (scripts/test.sh).
  */
 #include <criterion/criterion.h>
 #include <libpq-fe.h>

@@ -301,22 +301,16 @@ Test(review, a_request_outside_its_keys_scopes_is_refused_and_writes_nothing)
     serve_down();
 }
 
-/* The backends waiting on a lock in the test's database, on every node that runs its statements. */
+/* The backends waiting on a lock in the test's database: at least want of them. */
 typedef struct waiters {
-    const char *urls[3];
-    int n_urls;
+    pdt_nodes_t nodes;
     long want;
 } waiters_t;
 
 static int enough_waiters(void *arg)
 {
     waiters_t *w = arg;
-    long n = 0;
-    for (int i = 0; i < w->n_urls; i++)
-        n += pdt_sql_long(w->urls[i], "SELECT count(*) FROM pg_stat_activity"
-                                      " WHERE datname = current_database()"
-                                      " AND wait_event_type = 'Lock'");
-    return n >= w->want;
+    return pdt_lock_waiters(&w->nodes) >= w->want;
 }
 
 Test(review, two_concurrent_reviews_one_wins_and_the_other_gets_409)
@@ -345,13 +339,8 @@ Test(review, two_concurrent_reviews_one_wins_and_the_other_gets_409)
         http_start(env.server, "POST", path, review, review_body("approve", "candidate", NULL));
     pending_http_t *ben = http_start(env.server, "POST", path, review,
                                      review_body("reject", "candidate", "duplicate of another"));
-    waiters_t w = {.urls = {env.url}, .n_urls = 1, .want = 2};
-    char *workers[2] = {NULL, NULL};
-    if (strcmp(pdt_deployment(), "citus") == 0) { /* the reviews run on the tenant's worker */
-        workers[0] = pdt_worker_url(env.url, 1);
-        workers[1] = pdt_worker_url(env.url, 2);
-        w = (waiters_t){.urls = {workers[0], workers[1]}, .n_urls = 2, .want = 2};
-    }
+    waiters_t w = {.want = 2};
+    pdt_nodes_of(env.url, &w.nodes);
     serve_poll_until(enough_waiters, &w, "both reviews to wait on the held row");
     cr_assert(!http_done(ana) && !http_done(ben));
     res = PQexec(holder, "COMMIT");
@@ -375,8 +364,7 @@ Test(review, two_concurrent_reviews_one_wins_and_the_other_gets_409)
     free(now);
     free(ra);
     free(rb);
-    free(workers[0]);
-    free(workers[1]);
+    pdt_nodes_free(&w.nodes);
     free(review);
     serve_down();
 }

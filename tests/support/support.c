@@ -175,6 +175,31 @@ char *pdt_worker_url(const char *url, int n)
     return out;
 }
 
+void pdt_nodes_of(const char *url, pdt_nodes_t *out)
+{
+    if (strcmp(pdt_deployment(), "citus") == 0)
+        *out = (pdt_nodes_t){{pdt_worker_url(url, 1), pdt_worker_url(url, 2)}, 2};
+    else
+        *out = (pdt_nodes_t){{strdup(url), NULL}, 1};
+}
+
+long pdt_lock_waiters(const pdt_nodes_t *nodes)
+{
+    long n = 0;
+    for (int i = 0; i < nodes->n; i++)
+        n += pdt_sql_long(nodes->urls[i], "SELECT count(*) FROM pg_stat_activity"
+                                          " WHERE datname = current_database()"
+                                          " AND wait_event_type = 'Lock'");
+    return n;
+}
+
+void pdt_nodes_free(pdt_nodes_t *nodes)
+{
+    for (int i = 0; i < nodes->n; i++)
+        free(nodes->urls[i]);
+    *nodes = (pdt_nodes_t){{NULL, NULL}, 0};
+}
+
 static PGconn *connect_or_fail(const char *url)
 {
     PGconn *c = PQconnectdb(url);

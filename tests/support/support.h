@@ -49,6 +49,20 @@ const char *pdt_deployment(void);
  */
 char *pdt_worker_url(const char *url, int n);
 
+/*
+ * The nodes that run the statements on url's database: url itself, or on
+ * Citus its two workers (pdt_worker_url, looked up once).  pdt_lock_waiters()
+ * counts the backends of the database waiting on a lock there, to poll for
+ * a statement that waits on a lock the test holds.
+ */
+typedef struct pdt_nodes {
+    char *urls[2];
+    int n;
+} pdt_nodes_t;
+void pdt_nodes_of(const char *url, pdt_nodes_t *out);
+long pdt_lock_waiters(const pdt_nodes_t *nodes);
+void pdt_nodes_free(pdt_nodes_t *nodes);
+
 /* First column of the first row of sql, or NULL; malloc'd. Fails the test on error. */
 char *pdt_sql_value(const char *url, const char *sql);
 
